@@ -1,0 +1,493 @@
+"""Stage 2 -- the diffusion transition model (World4RL, Sec. III-B, Eqs. 4-7).
+
+An action-conditioned video model that predicts the next frame x_{t+1} from the last T
+frames x_{t-T+1..t} and their actions a_{t-T+1..t}. Actions enter through the paper's
+two-hot encoding (Eq. 5): each action dimension becomes K weights on K evenly spaced bin
+values. The denoiser follows EDM (Karras et al. 2022) preconditioning (Eq. 4):
+
+    D(x; sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x; c_noise(sigma), history, z)
+
+with F a U-Net that sees the noisy next frame stacked on channels with the T past frames,
+and gets the noise level and the encoded actions z in every residual block through
+adaptive group norm. Training regresses F on (x0 - c_skip x_noisy) / c_out (Eq. 7) at
+log-normal noise levels; sampling runs a few Euler (or Heun) steps of a Karras schedule.
+Training is task-agnostic: no task id enters the model.
+
+Reads `<data-dir>/` (stage 1); writes `<run-dir>/world_model.pt` (+ TensorBoard logs) and,
+at the end, a fidelity report and a real|imagined video in `<run-dir>/world_model_eval/`.
+
+    python 02_world_model.py --tasks coffee-pull --data-dir data/cpu --run-dir runs/cpu
+    python 02_world_model.py --tasks six --steps 50000 --channels 64 128 128 256 --device cuda
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import common
+
+
+@dataclasses.dataclass
+class Args:
+    tasks: list[str] = dataclasses.field(default_factory=lambda: ["coffee-pull"])
+    """tasks whose episodes train the model (suites `six`, `mt10` allowed); no task id is used"""
+    data_dir: Path = Path("data")
+    """dataset written by 01_collect.py"""
+    run_dir: Path = Path("runs")
+    """where the checkpoint and logs go"""
+    out_name: str = "world_model.pt"
+    """checkpoint file name inside run_dir"""
+    history: int = 4
+    """T, past frames and actions the model is conditioned on"""
+    num_bins: int = 21
+    """K, bins per action dimension (two-hot, Sec. III-B)"""
+    action_encoding: str = "two-hot"
+    """`two-hot` (the paper's) or `one-hot` (nearest bin; the paper's ablation)"""
+    channels: tuple[int, ...] = (32, 64, 64, 64)
+    """U-Net channels per resolution level"""
+    cond_dim: int = 128
+    """width of the conditioning vector (noise level + actions) fed to AdaGN"""
+    sigma_data: float = 0.5
+    """sigma_data of EDM: the std of the data (frames scaled to [-1, 1])"""
+    p_mean: float = -0.4
+    """mean of ln(sigma) during training (log-normal noise levels)"""
+    p_std: float = 1.2
+    """std of ln(sigma) during training"""
+    cond_noise_max: float = 0.1
+    """conditioning frames get N(0, s^2) noise, s ~ U(0, this), so the model tolerates its own errors"""
+    steps: int = 4000
+    """optimizer steps"""
+    max_minutes: float = 0.0
+    """stop training after this many minutes (0: no time limit); resume continues the step count"""
+    batch_size: int = 32
+    """samples per step"""
+    lr: float = 3e-4
+    """AdamW learning rate"""
+    ema_decay: float = 0.999
+    """exponential moving average of the weights, used for sampling"""
+    denoising_steps: int = 3
+    """sampler steps per generated frame"""
+    sampler: str = "euler"
+    """`euler` or `heun`"""
+    eval_horizon: int = 16
+    """H, open-loop steps of the fidelity evaluation"""
+    ckpt_every: int = 500
+    """checkpoint every this many steps (resume picks up from the last)"""
+    device: str = "auto"
+    """`auto`, `cpu` or `cuda`"""
+    seed: int = 0
+    """seed for batches, noise and initialisation"""
+
+
+# --- 1. Two-hot action encoding (Eq. 5) ------------------------------------------------
+def two_hot(x: torch.Tensor, low: float, high: float, num_bins: int) -> torch.Tensor:
+    """Two-hot weights over `num_bins` bin values evenly spaced from `low` to `high`.
+
+    For b_k <= x <= b_{k+1}: t[k] = (b_{k+1} - x) / (b_{k+1} - b_k), t[k+1] = (x - b_k) / (...),
+    zero elsewhere. x of any shape -> x.shape + (num_bins,); differentiable in x.
+    """
+    x = x.clamp(low, high)
+    pos = (x - low) / (high - low) * (num_bins - 1)  # continuous bin index in [0, K-1]
+    k = pos.detach().floor().clamp(max=num_bins - 2).long()  # left neighbour b_k
+    w = pos - k  # (x - b_k) / (b_{k+1} - b_k): weight of the right neighbour
+    out = torch.zeros(*x.shape, num_bins, dtype=x.dtype, device=x.device)
+    out = out.scatter(-1, k.unsqueeze(-1), (1 - w).unsqueeze(-1))
+    return out.scatter(-1, (k + 1).unsqueeze(-1), w.unsqueeze(-1))
+
+
+def one_hot(x: torch.Tensor, low: float, high: float, num_bins: int) -> torch.Tensor:
+    """The ablation: all weight on the nearest bin (not differentiable in x)."""
+    pos = ((x.clamp(low, high) - low) / (high - low) * (num_bins - 1)).round().long()
+    return F.one_hot(pos, num_bins).to(x.dtype)
+
+
+# --- 2. EDM preconditioning (Eq. 4) ----------------------------------------------------
+def edm_scalings(sigma: torch.Tensor, sigma_data: float):
+    """(c_skip, c_out, c_in, c_noise) of Karras et al. 2022, Table 1."""
+    c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)
+    c_out = sigma * sigma_data / (sigma**2 + sigma_data**2).sqrt()
+    c_in = 1 / (sigma**2 + sigma_data**2).sqrt()
+    c_noise = sigma.log() / 4
+    return c_skip, c_out, c_in, c_noise
+
+
+def karras_sigmas(n: int, sigma_min: float = 2e-3, sigma_max: float = 5.0, rho: float = 7.0) -> torch.Tensor:
+    """n noise levels from sigma_max down to sigma_min, then 0 (Karras et al. 2022, Eq. 5)."""
+    ramp = torch.linspace(0, 1, n)
+    s = (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    return torch.cat([s, torch.zeros(1)])
+
+
+# --- 3. The U-Net F with adaptive group norm --------------------------------------------
+class AdaGN(nn.Module):
+    """GroupNorm whose scale and shift come from the conditioning vector: x * (1 + s) + b."""
+
+    def __init__(self, channels: int, cond_dim: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(min(32, channels // 4), channels, affine=False)
+        self.proj = nn.Linear(cond_dim, 2 * channels)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.proj(cond)[:, :, None, None].chunk(2, dim=1)
+        return self.norm(x) * (1 + scale) + shift
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, cond_dim: int):
+        super().__init__()
+        self.norm1, self.conv1 = AdaGN(c_in, cond_dim), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm2, self.conv2 = AdaGN(c_out, cond_dim), nn.Conv2d(c_out, c_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)  # each block starts as the identity
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x, cond)))
+        h = self.conv2(F.silu(self.norm2(h, cond)))
+        return self.skip(x) + h
+
+
+class UNet(nn.Module):
+    """F(input (B, 3 + 3T, H, W), cond (B, cond_dim)) -> (B, 3, H, W)."""
+
+    def __init__(self, in_ch: int, channels: tuple[int, ...], cond_dim: int):
+        super().__init__()
+        self.conv_in = nn.Conv2d(in_ch, channels[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        c = channels[0]
+        for c_next in channels:
+            self.down.append(ResBlock(c, c_next, cond_dim))
+            c = c_next
+        self.mid = ResBlock(c, c, cond_dim)
+        self.up = nn.ModuleList()
+        for c_skip in reversed(channels):
+            self.up.append(ResBlock(c + c_skip, c_skip, cond_dim))
+            c = c_skip
+        self.norm_out = nn.GroupNorm(min(32, c // 4), c)
+        self.conv_out = nn.Conv2d(c, 3, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)  # F starts at 0, so D starts as c_skip * x
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x)
+        skips = []
+        for i, block in enumerate(self.down):
+            h = block(h, cond)
+            skips.append(h)
+            if i < len(self.down) - 1:
+                h = F.avg_pool2d(h, 2)  # (B, C, H/2^i, W/2^i)
+        h = self.mid(h, cond)
+        for i, block in enumerate(self.up):
+            if i > 0:
+                h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+            h = block(torch.cat([h, skips.pop()], dim=1), cond)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+# --- 4. The denoiser D: conditioners -> F on the scaled input -> wrapped output (Eq. 6) --
+class Denoiser(nn.Module):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.cfg = cfg
+        T, D, K = cfg["history"], cfg["action_dim"], cfg["num_bins"]
+        self.sigma_data = cfg["sigma_data"]
+        self.encode = two_hot if cfg["action_encoding"] == "two-hot" else one_hot
+        # A two-hot vector times a matrix is a weighted sum of bin embeddings.
+        self.action_emb = nn.Linear(T * D * K, cfg["cond_dim"])
+        self.noise_freqs = nn.Parameter(torch.randn(cfg["cond_dim"] // 2) * 4, requires_grad=False)
+        self.cond_mlp = nn.Sequential(nn.Linear(cfg["cond_dim"], cfg["cond_dim"]), nn.SiLU(),
+                                      nn.Linear(cfg["cond_dim"], cfg["cond_dim"]))
+        self.F = UNet(3 + 3 * T, tuple(cfg["channels"]), cfg["cond_dim"])
+
+    def condition(self, c_noise: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """c_noise (B,), actions (B, T, D) in [-1, 1], mask (B, T): 0 marks padding before the start."""
+        z = self.encode(actions, -1.0, 1.0, self.cfg["num_bins"]) * mask[:, :, None, None]  # (B, T, D, K)
+        f = c_noise[:, None] * self.noise_freqs[None] * 2 * math.pi
+        noise_emb = torch.cat([f.cos(), f.sin()], dim=1)  # Fourier features, (B, cond_dim)
+        return self.cond_mlp(noise_emb + self.action_emb(z.flatten(1)))
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, frames: torch.Tensor,
+                actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """D(x; sigma): x (B, 3, H, W) noisy next frame, sigma (B,), frames (B, T, 3, H, W)."""
+        c_skip, c_out, c_in, c_noise = edm_scalings(sigma, self.sigma_data)
+        cond = self.condition(c_noise, actions, mask)
+        F_x = self.F(torch.cat([c_in[:, None, None, None] * x, frames.flatten(1, 2)], 1), cond)
+        return c_skip[:, None, None, None] * x + c_out[:, None, None, None] * F_x
+
+    def loss(self, x0: torch.Tensor, frames: torch.Tensor, actions: torch.Tensor,
+             mask: torch.Tensor, p_mean: float, p_std: float) -> torch.Tensor:
+        """Eq. 7: || F(c_in x_noisy) - (x0 - c_skip x_noisy) / c_out ||^2 at ln(sigma) ~ N(p_mean, p_std^2)."""
+        sigma = (torch.randn(x0.shape[0], device=x0.device) * p_std + p_mean).exp()
+        x_noisy = x0 + sigma[:, None, None, None] * torch.randn_like(x0)
+        c_skip, c_out, c_in, c_noise = [c[:, None, None, None] for c in edm_scalings(sigma, self.sigma_data)]
+        cond = self.condition(c_noise.flatten(), actions, mask)
+        F_x = self.F(torch.cat([c_in * x_noisy, frames.flatten(1, 2)], 1), cond)
+        target = (x0 - c_skip * x_noisy) / c_out
+        return F.mse_loss(F_x, target)
+
+    @torch.no_grad()
+    def sample(self, frames: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor,
+               num_steps: int = 3, sampler: str = "euler") -> torch.Tensor:
+        """Generate x_{t+1} (B, 3, H, W) in [-1, 1] from the history."""
+        sigmas = karras_sigmas(num_steps).to(frames.device)
+        x = torch.randn_like(frames[:, -1]) * sigmas[0]
+        for i in range(num_steps):
+            s, s_next = sigmas[i], sigmas[i + 1]
+            d = (x - self(x, s.expand(len(x)), frames, actions, mask)) / s  # dx/dsigma
+            x_next = x + (s_next - s) * d
+            if sampler == "heun" and s_next > 0:  # second-order correction
+                d2 = (x_next - self(x_next, s_next.expand(len(x)), frames, actions, mask)) / s_next
+                x_next = x + (s_next - s) * (d + d2) / 2
+            x = x_next
+        return x.clamp(-1, 1)
+
+
+# --- 5. Data: (history, actions, next frame) samples from episodes ---------------------
+def to_float(frames_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
+    return frames_u8.movedim(-1, -3).float() / 127.5 - 1
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float (..., 3, H, W) in [-1, 1] -> uint8 (..., H, W, 3)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1)
+
+
+class Transitions:
+    """All frames of some episodes in one tensor; samples (history, actions, next) batches."""
+
+    def __init__(self, paths: list[Path], T: int):
+        eps = [common.load_episode(p) for p in tqdm(paths, desc="load episodes", leave=False)]
+        self.frames = torch.from_numpy(np.concatenate([e["frames"] for e in eps]))  # (N, H, W, 3) uint8
+        self.actions = torch.from_numpy(np.concatenate(
+            [np.concatenate([e["actions"], np.zeros_like(e["actions"][:1])]) for e in eps]))  # (N, D)
+        lengths = torch.tensor([len(e["actions"]) for e in eps])
+        self.starts = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), lengths[:-1] + 1]), 0)
+        self.lengths, self.T, self.episodes = lengths, T, eps
+        # Valid (episode, t) pairs: predict frame t+1 from frames <= t.
+        self.index = torch.cat([torch.stack([torch.full((int(L),), i), torch.arange(int(L))], 1)
+                                for i, L in enumerate(lengths)])
+
+    def batch(self, n: int, gen: torch.Generator):
+        ep, t = self.index[torch.randint(len(self.index), (n,), generator=gen)].T
+        return self.gather(ep, t)
+
+    def gather(self, ep: torch.Tensor, t: torch.Tensor):
+        """History frames (n, T, 3, H, W), actions (n, T, D), mask (n, T), next frame (n, 3, H, W)."""
+        offs = torch.arange(self.T) - self.T + 1  # -T+1 .. 0
+        tt = t[:, None] + offs[None]  # (n, T)
+        mask = (tt >= 0).float()
+        idx = self.starts[ep][:, None] + tt.clamp(min=0)  # before the start: repeat frame 0
+        frames = to_float(self.frames[idx])
+        actions = self.actions[idx] * mask[..., None]
+        x0 = to_float(self.frames[self.starts[ep] + t + 1])
+        return frames, actions, mask, x0
+
+
+# --- 6. The imagination API used by later stages -----------------------------------------
+class WorldModel:
+    """A frozen denoiser plus rolling histories: N imagined environments stepped in one call."""
+
+    def __init__(self, denoiser: Denoiser, device: torch.device, num_steps: int = 3, sampler: str = "euler"):
+        self.D = denoiser.to(device).eval()
+        self.cfg, self.device, self.num_steps, self.sampler = denoiser.cfg, device, num_steps, sampler
+        self.T = self.cfg["history"]
+
+    @torch.no_grad()
+    def step(self, frames: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """frames (N, T, 3, H, W) in [-1, 1]; actions (N, T, D) whose last row is the new action;
+        mask (N, T). Returns the next frames (N, 3, H, W), quantised to 8 bits like real frames."""
+        x = self.D.sample(frames.to(self.device), actions.to(self.device), mask.to(self.device),
+                          self.num_steps, self.sampler)
+        return to_float(to_uint8(x))  # quantise: imagined frames live on the same grid as real ones
+
+    def start(self, first_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Histories for episodes that begin at `first_frames` (N, H, W, 3) uint8, padded as in training."""
+        f = to_float(first_frames.to(self.device))
+        n, D = len(f), self.cfg["action_dim"]
+        frames = f[:, None].repeat(1, self.T, 1, 1, 1)
+        return frames, torch.zeros(n, self.T, D, device=self.device), torch.zeros(n, self.T, device=self.device)
+
+    @staticmethod
+    def push(hist: tuple, new_frame: torch.Tensor | None, new_action: torch.Tensor | None) -> tuple:
+        """Shift the histories by one: drop the oldest entry, append the new frame or action."""
+        frames, actions, mask = hist
+        if new_action is not None:  # the action a_t taken at the newest frame x_t
+            actions = torch.cat([actions[:, 1:], new_action[:, None].to(actions)], 1)
+            mask = torch.cat([mask[:, 1:], torch.ones_like(mask[:, :1])], 1)
+        if new_frame is not None:
+            frames = torch.cat([frames[:, 1:], new_frame[:, None].to(frames)], 1)
+        return frames, actions, mask
+
+
+def load_world_model(path: Path, device: torch.device, num_steps: int | None = None,
+                     sampler: str | None = None) -> WorldModel:
+    ck = common.load_checkpoint(path, "world_model", "02_world_model.py")
+    D = Denoiser(ck["config"])
+    D.load_state_dict(ck["ema"])
+    return WorldModel(D, device, num_steps or ck["config"]["denoising_steps"], sampler or ck["config"]["sampler"])
+
+
+# --- 7. Fidelity: open-loop rollouts against the copy-last-frame baseline ---------------
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for images in [-1, 1], (N, 3, H, W) -> (N,)."""
+    mse = ((a - b) / 2).pow(2).flatten(1).mean(1).clamp(min=1e-10)
+    return -10 * mse.log10()
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM (Gaussian window 7, sigma 1.5) on [0, 1]-scaled images, (N,3,H,W) -> (N,)."""
+    a, b = (a + 1) / 2, (b + 1) / 2
+    g = torch.exp(-((torch.arange(7) - 3.0) ** 2) / (2 * 1.5**2))
+    w = (g[:, None] * g[None]) / g.sum() ** 2
+    w = w.to(a)[None, None].repeat(3, 1, 1, 1)
+    blur = lambda x: F.conv2d(x, w, groups=3)  # noqa: E731
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.flatten(1).mean(1)
+
+
+@torch.no_grad()
+def open_loop(wm: WorldModel, episodes: list[dict], t0: int, H: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replay each episode's real actions a_{t0..t0+H-1} from its real history up to x_{t0}.
+    Returns imagined and real frames, both (N, H, 3, H_img, W_img) in [-1, 1]."""
+    real = torch.stack([to_float(torch.from_numpy(e["frames"][t0 + 1:t0 + 1 + H])) for e in episodes])
+    acts = torch.stack([torch.from_numpy(e["actions"]) for e in episodes]).to(wm.device)  # (N, L, D)
+    hist = wm.start(torch.stack([torch.from_numpy(e["frames"][0]) for e in episodes]))
+    for t in range(1, t0 + 1):  # fill the history with real frames and actions up to x_{t0}
+        f = to_float(torch.stack([torch.from_numpy(e["frames"][t]) for e in episodes]))
+        hist = wm.push(hist, f, acts[:, t - 1])
+    imagined = []
+    for t in range(t0, t0 + H):
+        hist = wm.push(hist, None, acts[:, t])
+        x = wm.step(*hist)
+        imagined.append(x.cpu())
+        hist = wm.push(hist, x, None)
+    return torch.stack(imagined, 1), real
+
+
+def evaluate_fidelity(wm: WorldModel, episodes: list[dict], H: int = 16, t0: int = 0) -> dict:
+    """Per-step PSNR and SSIM of the model and of copy-last-frame, averaged over episodes."""
+    episodes = [e for e in episodes if len(e["actions"]) >= t0 + H]
+    imagined, real = open_loop(wm, episodes, t0, H)
+    last = to_float(torch.stack([torch.from_numpy(e["frames"][t0]) for e in episodes]))
+    out = {"t0": t0, "horizon": H, "episodes": len(episodes)}
+    for name, fn in (("psnr", psnr), ("ssim", ssim)):
+        out[f"{name}_model"] = [float(fn(imagined[:, h], real[:, h]).mean()) for h in range(H)]
+        out[f"{name}_copy_last"] = [float(fn(last, real[:, h]).mean()) for h in range(H)]
+    return out
+
+
+def write_video(path: Path, real: torch.Tensor, imagined: torch.Tensor, scale: int = 4, fps: int = 8) -> None:
+    """A side-by-side video: real | imagined, episodes stacked vertically. Inputs (N, H, 3, h, w)."""
+    import imageio.v2 as imageio
+
+    both = torch.cat([real, imagined], dim=-1)  # (N, H, 3, h, 2w)
+    grid = torch.cat(list(both), dim=-2)  # (H, 3, N*h, 2w)
+    frames = to_uint8(grid).numpy().repeat(scale, 1).repeat(scale, 2)
+    tmp = Path(path).with_name("tmp_" + Path(path).name)
+    imageio.mimsave(tmp, list(frames), fps=fps)
+    tmp.replace(path)
+
+
+# --- 8. Training ------------------------------------------------------------------------
+def main(args: Args) -> dict:
+    common.seed_everything(args.seed)
+    device = common.pick_device(args.device)
+    if args.action_encoding not in ("two-hot", "one-hot"):
+        common.fail(f"--action-encoding must be two-hot or one-hot, not '{args.action_encoding}'")
+    meta = common.read_meta(args.data_dir)
+    tasks = common.expand_tasks(args.tasks)
+    train = Transitions(common.list_episodes(args.data_dir, tasks, split="train"), args.history)
+    heldout = [common.load_episode(p) for p in common.list_episodes(args.data_dir, tasks, split="heldout")]
+    cfg = {k: v for k, v in dataclasses.asdict(args).items()
+           if k in ("history", "num_bins", "action_encoding", "cond_dim", "sigma_data", "denoising_steps", "sampler")}
+    cfg.update(channels=list(args.channels), action_dim=int(meta["action_dim"]), resolution=int(meta["resolution"]),
+               env=common.env_config_from_meta(meta).__dict__, tasks=tasks)
+    D = Denoiser(cfg).to(device)
+    ema = Denoiser(cfg).to(device)
+    ema.load_state_dict(D.state_dict())
+    opt = torch.optim.AdamW(D.parameters(), lr=args.lr, weight_decay=1e-2)
+    ckpt_path = args.run_dir / args.out_name
+    step = 0
+    if ckpt_path.exists():  # resume
+        ck = common.load_checkpoint(ckpt_path, "world_model", "02_world_model.py")
+        if ck["config"] != cfg:
+            common.fail(f"{ckpt_path} was trained with another config; use another --out-name or delete it")
+        D.load_state_dict(ck["model"]), ema.load_state_dict(ck["ema"]), opt.load_state_dict(ck["opt"])
+        step = ck["step"]
+        print(f"resuming from {ckpt_path} at step {step}")
+    n_params = sum(p.numel() for p in D.parameters())
+    print(f"world model: {n_params / 1e6:.2f} M parameters, {len(train.index)} training transitions, "
+          f"{len(heldout)} held-out episodes, device {device}")
+
+    def save() -> None:
+        common.save_checkpoint(ckpt_path, "world_model", config=cfg, model=D.state_dict(), ema=ema.state_dict(),
+                               opt=opt.state_dict(), step=step, seed=args.seed)
+
+    writer = common.tensorboard_writer(args.run_dir / "tb" / args.out_name.removesuffix(".pt"), args)
+    gen = torch.Generator().manual_seed(args.seed + step)
+    t_start, samples = time.time(), 0
+    bar = tqdm(total=args.steps, initial=step, desc="world model", unit="step")
+    while step < args.steps:
+        frames, actions, mask, x0 = [b.to(device) for b in train.batch(args.batch_size, gen)]
+        # Noise-augment the conditioning frames: at imagination time they are the model's own outputs.
+        s_aug = torch.rand(len(frames), 1, 1, 1, 1, device=device) * args.cond_noise_max
+        frames = frames + s_aug * torch.randn_like(frames)
+        loss = D.loss(x0, frames, actions, mask, args.p_mean, args.p_std)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(D.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), D.parameters()):
+                pe.lerp_(p, 1 - args.ema_decay)
+        step += 1
+        samples += args.batch_size
+        sps = samples / (time.time() - t_start)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{sps:.0f}")
+        if writer and step % 20 == 0:
+            writer.add_scalar("losses/denoising", loss.item(), step)
+            writer.add_scalar("charts/samples_per_s", sps, step)
+        if step % args.ckpt_every == 0:
+            save()
+        if args.max_minutes and time.time() - t_start > args.max_minutes * 60:
+            print(f"time budget of {args.max_minutes} min reached at step {step}")
+            break
+    bar.close()
+    save()
+    train_seconds = time.time() - t_start
+
+    # Fidelity on held-out episodes, from the episode start and from mid-episode.
+    wm = WorldModel(ema, device, args.denoising_steps, args.sampler)
+    out_dir = args.run_dir / "world_model_eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"step": step, "train_seconds": train_seconds, "samples_per_s": samples / max(train_seconds, 1e-9)}
+    L = min(len(e["actions"]) for e in heldout)
+    for t0 in sorted({0, max(0, min(L - args.eval_horizon, L // 2))}):
+        r = evaluate_fidelity(wm, heldout, args.eval_horizon, t0)
+        report[f"t0={t0}"] = r
+        print(f"open-loop from t0={t0}, H={args.eval_horizon}, {r['episodes']} held-out episodes: "
+              f"PSNR {np.mean(r['psnr_model']):.2f} dB (copy-last {np.mean(r['psnr_copy_last']):.2f}), "
+              f"SSIM {np.mean(r['ssim_model']):.3f} (copy-last {np.mean(r['ssim_copy_last']):.3f})")
+    imagined, real = open_loop(wm, heldout[:4], 0, min(L, 2 * args.eval_horizon))
+    write_video(out_dir / f"{args.out_name.removesuffix('.pt')}_real_vs_imagined.mp4", real, imagined)
+    common.atomic_write(out_dir / f"{args.out_name.removesuffix('.pt')}_fidelity.json",
+                        lambda f: f.write(json.dumps(report, indent=1)), binary=False)
+    return report
+
+
+if __name__ == "__main__":
+    common.run_main(main, Args)

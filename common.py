@@ -1,0 +1,450 @@
+"""Plumbing shared by the six World4RL stages (no algorithm lives here).
+
+- Env adapters: one small interface (`EnvAdapter`) through which every stage talks to an
+  environment -- Meta-World, any gymnasium env that renders `rgb_array`, or a user's own
+  robot loaded from a `module:factory` spec.
+- The episode dataset: one `.npz` file per episode plus a `meta.json` per data directory.
+- Checkpoints (atomic save, `weights_only=True` load, stage check), seeding, device choice,
+  one-line fatal errors, importing an earlier stage's module.
+
+Dataset format (a user with recorded robot demos can write it with `save_episode`):
+
+    <data_dir>/meta.json                     resolution, camera, action_repeat, max_steps, action_dim
+    <data_dir>/<task>/<source>_<index>.npz   one episode each:
+        frames   uint8   (L+1, H, W, 3)  upright RGB; frames[0] is the reset frame
+        actions  float32 (L, D)          actions as executed, in [-1, 1]
+        success  bool    (L+1,)          success[t] labels frames[t] (success[0] is False)
+        task     str, source str (expert / noisy / random / policy / demo), seed int64
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import os
+import random
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must precede `import mujoco`
+
+REPO = Path(__file__).resolve().parent
+DATA_FORMAT_VERSION = 1
+SOURCES = ("expert", "noisy", "random", "policy", "demo")
+
+SUITES = {
+    "six": ["coffee-pull", "lever-pull", "soccer", "door-lock", "button-press", "drawer-close"],
+    "mt10": ["reach", "push", "pick-place", "door-open", "drawer-open", "drawer-close",
+             "button-press-topdown", "peg-insert-side", "window-open", "window-close"],
+}
+
+
+# --------------------------------------------------------------------------------------
+# Errors: one line, no traceback
+# --------------------------------------------------------------------------------------
+class UserError(Exception):
+    """A problem with the user's input (paths, flags, files). Printed as one line."""
+
+
+def fail(msg: str) -> None:
+    raise UserError(msg)
+
+
+def run_main(main: Callable[[Any], Any], args_cls: type) -> None:
+    """Parse `Args` with tyro and run `main`; a `UserError` becomes one line and exit 2."""
+    import tyro
+
+    args = tyro.cli(args_cls)
+    try:
+        main(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        sys.exit(130)
+
+
+def expand_tasks(tasks: list[str]) -> list[str]:
+    """`["six"]` -> the six task names; names are kept as given otherwise."""
+    out: list[str] = []
+    for t in tasks:
+        out.extend(SUITES.get(t, [t]))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Seeding and devices
+# --------------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def stable_seed(*parts: Any) -> int:
+    """A seed that depends only on its parts (not on Python's hash salt)."""
+    h = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+def pick_device(name: str = "auto"):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        fail(f"--device {name} asked for, but CUDA is not available; use --device cpu")
+    return torch.device(name)
+
+
+def import_stage(name: str):
+    """Import an earlier stage's module; stage files start with digits (e.g. `02_world_model`)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module(name)
+
+
+# --------------------------------------------------------------------------------------
+# Env adapters
+# --------------------------------------------------------------------------------------
+class EnvAdapter(Protocol):
+    """What every stage needs from an environment (simulated or real).
+
+    Frames are upright RGB, uint8, (resolution, resolution, 3). Actions are float arrays in
+    [-1, 1]^action_dim. `step` returns the next frame and whether the task is solved in it.
+    """
+
+    action_dim: int
+    max_steps: int  # decisions per episode
+    resolution: int
+
+    def reset(self, seed: int) -> np.ndarray: ...
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, bool]: ...
+    def expert_action(self) -> np.ndarray | None: ...  # None where no scripted expert exists
+    def close(self) -> None: ...
+
+
+class MetaWorldAdapter:
+    """A Meta-World v3 task, rendered headless and fast.
+
+    Speed: the default shadow map and multisampling make a frame ~10x slower to render on a
+    CPU, so both are turned off. The corner cameras render upside down, so rows are flipped.
+    Each `reset(seed)` draws a fresh object/goal placement from `seed` (not one of the 50
+    fixed MT1 variations), so any number of distinct seeded episodes is available.
+    """
+
+    def __init__(self, task: str, resolution: int = 64, camera: str = "corner",
+                 fovy: float = 30.0, action_repeat: int = 4, max_steps: int = 30):
+        import gymnasium as gym
+        import metaworld  # noqa: F401  (registers the Meta-World envs)
+        import metaworld.policies as policies
+        import mujoco
+
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+        env_name = f"{task}-v3" if not task.endswith("-v3") else task
+        if env_name not in ALL_V3_ENVIRONMENTS:
+            fail(f"unknown Meta-World task '{task}'; pick one of: "
+                 + ", ".join(sorted(k[:-3] for k in ALL_V3_ENVIRONMENTS)))
+        if action_repeat * max_steps > 500:
+            fail(f"action_repeat*max_steps = {action_repeat * max_steps} exceeds Meta-World's 500 steps")
+        wrapped = gym.make("Meta-World/MT1", env_name=env_name, seed=0)
+        e = wrapped
+        while not hasattr(e, "tasks"):
+            e = e.env
+        self.env = wrapped.unwrapped  # the raw Sawyer env: no time limit, no auto-reset
+        self.env.set_task(e.tasks[0])  # sets observability flags; placement is re-drawn below
+        self.env._freeze_rand_vec = False
+        self.env.seeded_rand_vec = True
+        m = self.env.model
+        m.vis.quality.shadowsize = 0
+        m.vis.quality.offsamples = 0
+        names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(m.ncam)]
+        if camera not in names:
+            fail(f"unknown camera '{camera}'; this task has: {', '.join(names)}")
+        self.cam_id = names.index(camera)
+        m.cam_fovy[self.cam_id] = fovy
+        self.flip = camera.startswith("corner")
+        self.renderer = mujoco.Renderer(m, resolution, resolution)
+        self._mujoco = mujoco
+        pol_name = "Sawyer" + "".join(w.capitalize() for w in env_name[:-3].split("-")) + "V3Policy"
+        pol_name = pol_name.replace("PegInsertSide", "PegInsertionSide")
+        self.expert = getattr(policies, pol_name)() if hasattr(policies, pol_name) else None
+        self.task, self.resolution, self.action_repeat, self.max_steps = task, resolution, action_repeat, max_steps
+        self.action_dim = 4
+        self._obs: np.ndarray | None = None
+
+    def render(self) -> np.ndarray:
+        self.renderer.update_scene(self.env.data, camera=self.cam_id)
+        flags = self.renderer.scene.flags
+        flags[self._mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+        flags[self._mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        img = self.renderer.render()
+        return np.ascontiguousarray(img[::-1] if self.flip else img)
+
+    def reset(self, seed: int) -> np.ndarray:
+        self.env.seed(int(seed))
+        self._obs, _ = self.env.reset()
+        return self.render()
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, bool]:
+        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        for _ in range(self.action_repeat):
+            self._obs, _, _, _, info = self.env.step(a)
+        return self.render(), bool(info["success"])
+
+    def expert_action(self) -> np.ndarray | None:
+        if self.expert is None:
+            return None
+        return np.clip(self.expert.get_action(self._obs), -1, 1).astype(np.float32)
+
+    def close(self) -> None:
+        try:
+            self.renderer.close()
+        except Exception:  # EGL teardown at exit can complain; nothing to recover
+            pass
+
+
+class GymAdapter:
+    """Any gymnasium env with a continuous (Box) action space that renders `rgb_array`.
+
+    Success is read from `info["is_success"]` or `info["success"]` when the env gives it.
+    """
+
+    def __init__(self, env_id: str, resolution: int = 64, action_repeat: int = 1,
+                 max_steps: int = 100):
+        import gymnasium as gym
+
+        try:
+            self.env = gym.make(env_id, render_mode="rgb_array")
+        except gym.error.Error as e:
+            fail(f"cannot make gymnasium env '{env_id}': {e}")
+        space = self.env.action_space
+        if not isinstance(space, gym.spaces.Box):
+            fail(f"gymnasium env '{env_id}' has a {type(space).__name__} action space; only Box is supported")
+        self.low, self.high = space.low.astype(np.float32), space.high.astype(np.float32)
+        self.action_dim = int(np.prod(space.shape))
+        self.resolution, self.action_repeat, self.max_steps = resolution, action_repeat, max_steps
+
+    def _frame(self) -> np.ndarray:
+        from PIL import Image
+
+        img = Image.fromarray(self.env.render()).resize((self.resolution,) * 2, Image.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)[..., :3]
+
+    def reset(self, seed: int) -> np.ndarray:
+        self.env.reset(seed=int(seed))
+        return self._frame()
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, bool]:
+        a = self.low + (np.clip(action, -1, 1) + 1) / 2 * (self.high - self.low)
+        success = False
+        for _ in range(self.action_repeat):
+            _, _, term, trunc, info = self.env.step(a.reshape(self.env.action_space.shape))
+            success = bool(info.get("is_success", info.get("success", False)))
+            if term or trunc:
+                break
+        return self._frame(), success
+
+    def expert_action(self) -> np.ndarray | None:
+        return None
+
+    def close(self) -> None:
+        self.env.close()
+
+
+@dataclasses.dataclass
+class EnvConfig:
+    """How to build an env; stored in dataset metadata and in checkpoints."""
+
+    resolution: int = 64
+    camera: str = "corner"
+    fovy: float = 30.0
+    action_repeat: int = 4
+    max_steps: int = 30
+
+
+def make_env(spec: str, cfg: EnvConfig) -> EnvAdapter:
+    """Build an env from a spec.
+
+    - `coffee-pull` or `metaworld:coffee-pull`: a Meta-World v3 task.
+    - `gym:Pendulum-v1`: a gymnasium env.
+    - `my_robot:make_env` or `pkg.module:factory`: the user's own adapter; the factory is
+      called as `factory(resolution=..., action_repeat=..., max_steps=...)` and must return
+      an object with the `EnvAdapter` methods.
+    """
+    kind, _, rest = spec.partition(":")
+    if not rest:
+        return MetaWorldAdapter(spec, cfg.resolution, cfg.camera, cfg.fovy, cfg.action_repeat, cfg.max_steps)
+    if kind == "metaworld":
+        return MetaWorldAdapter(rest, cfg.resolution, cfg.camera, cfg.fovy, cfg.action_repeat, cfg.max_steps)
+    if kind == "gym":
+        return GymAdapter(rest, cfg.resolution, cfg.action_repeat, cfg.max_steps)
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    try:
+        factory = getattr(importlib.import_module(kind), rest)
+    except (ImportError, AttributeError) as e:
+        fail(f"cannot load env factory '{spec}' ({e}); expected 'module:function'")
+    env = factory(resolution=cfg.resolution, action_repeat=cfg.action_repeat, max_steps=cfg.max_steps)
+    missing = [m for m in ("reset", "step", "close", "action_dim", "max_steps") if not hasattr(env, m)]
+    if missing:
+        fail(f"env factory '{spec}' returned an object without {', '.join(missing)}")
+    return env
+
+
+def task_slug(spec: str) -> str:
+    """A directory name for an env spec (`tests.tiny_env:make` -> `tests.tiny_env-make`)."""
+    return spec.replace("metaworld:", "").replace(":", "-").replace("/", "_")
+
+
+# --------------------------------------------------------------------------------------
+# The episode dataset
+# --------------------------------------------------------------------------------------
+def atomic_write(path: Path, write: Callable[[Any], None], binary: bool = True) -> None:
+    """Write to `path.tmp` through `write(f)`, then rename: a crash never leaves a half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb" if binary else "w") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def episode_path(data_dir: Path, task: str, source: str, index: int) -> Path:
+    return Path(data_dir) / task_slug(task) / f"{source}_{index:04d}.npz"
+
+
+def save_episode(path: Path, frames: np.ndarray, actions: np.ndarray, success: np.ndarray,
+                 task: str, source: str, seed: int) -> None:
+    frames = np.asarray(frames, dtype=np.uint8)
+    actions = np.asarray(actions, dtype=np.float32)
+    success = np.asarray(success, dtype=bool)
+    L = len(actions)
+    assert frames.shape[0] == L + 1 and success.shape == (L + 1,), "frames/success need L+1 entries"
+    atomic_write(path, lambda f: np.savez(f, frames=frames, actions=actions, success=success,
+                                          task=np.array(task), source=np.array(source),
+                                          seed=np.array(seed, dtype=np.int64)))
+
+
+def load_episode(path: Path) -> dict[str, Any]:
+    """Load one episode; a truncated or corrupt file is reported by name."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            ep = {k: z[k] for k in ("frames", "actions", "success", "task", "source", "seed")}
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as e:
+        fail(f"corrupt episode file {path} ({type(e).__name__}); delete it and rerun 01_collect.py to recollect it")
+    ep["task"], ep["source"], ep["seed"] = str(ep["task"]), str(ep["source"]), int(ep["seed"])
+    return ep
+
+
+def write_meta(data_dir: Path, meta: dict[str, Any]) -> None:
+    """Write dataset metadata, or check it matches what is already there."""
+    p = Path(data_dir) / "meta.json"
+    meta = {"format_version": DATA_FORMAT_VERSION, **meta}
+    if p.exists():
+        old = read_meta(data_dir)
+        diff = {k: (old.get(k), v) for k, v in meta.items() if old.get(k) != v}
+        if diff:
+            fail(f"{p} was written with other settings {diff} (theirs, yours); "
+                 f"use another --data-dir or the same settings")
+        return
+    atomic_write(p, lambda f: f.write(json.dumps(meta, indent=2)), binary=False)
+
+
+def read_meta(data_dir: Path) -> dict[str, Any]:
+    p = Path(data_dir) / "meta.json"
+    if not p.exists():
+        fail(f"no dataset at {data_dir} (missing {p}); run 01_collect.py first")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError:
+        fail(f"corrupt dataset metadata {p}; delete it and rerun 01_collect.py")
+
+
+def env_config_from_meta(meta: dict[str, Any]) -> EnvConfig:
+    return EnvConfig(**{f.name: meta[f.name] for f in dataclasses.fields(EnvConfig)})
+
+
+def is_heldout(path: Path, val_frac: float = 0.1) -> bool:
+    """Stable train/held-out split by file name (the same for every stage and every run)."""
+    return (stable_seed(Path(path).parent.name, Path(path).name) % 1000) < val_frac * 1000
+
+
+def list_episodes(data_dir: Path, tasks: list[str] | None = None,
+                  sources: tuple[str, ...] | None = None, split: str = "all",
+                  val_frac: float = 0.1) -> list[Path]:
+    """Episode files under `data_dir` (optionally for some tasks/sources/split), sorted."""
+    read_meta(data_dir)
+    dirs = [Path(data_dir) / task_slug(t) for t in tasks] if tasks else \
+        [d for d in sorted(Path(data_dir).iterdir()) if d.is_dir()]
+    paths = []
+    for d in dirs:
+        paths += sorted(p for p in d.glob("*.npz")
+                        if sources is None or p.name.split("_")[0] in sources)
+    if split == "train":
+        paths = [p for p in paths if not is_heldout(p, val_frac)]
+    elif split == "heldout":
+        paths = [p for p in paths if is_heldout(p, val_frac)]
+    if not paths:
+        fail(f"no {split} episodes for tasks={tasks} sources={sources} in {data_dir}; run 01_collect.py first")
+    return paths
+
+
+# --------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------
+def save_checkpoint(path: Path, stage: str, **payload: Any) -> None:
+    """Atomically save a dict of tensors and plain values, tagged with the stage that wrote it."""
+    import torch
+
+    atomic_write(Path(path), lambda f: torch.save({"stage": stage, **payload}, f))
+
+
+def load_checkpoint(path: Path, stage: str, hint: str = "") -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True` and check which stage wrote it."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        fail(f"missing checkpoint {path}; run {hint or stage} first")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle error, ...
+        fail(f"corrupt checkpoint {path} ({type(e).__name__}); delete it and rerun {hint or stage}")
+    if not isinstance(ck, dict) or ck.get("stage") != stage:
+        got = ck.get("stage") if isinstance(ck, dict) else type(ck).__name__
+        fail(f"{path} is a checkpoint of stage '{got}', expected '{stage}'; pass the output of {hint or stage}")
+    return ck
+
+
+def tensorboard_writer(run_dir: Path, args: Any):
+    """A TensorBoard writer (or None when tensorboard is not installed), with the args logged."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    w = SummaryWriter(str(run_dir))
+    w.add_text("args", "\n".join(f"{k}: {v}" for k, v in dataclasses.asdict(args).items()))
+    return w
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a success rate k/n."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (float(c - h), float(c + h))
