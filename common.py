@@ -209,10 +209,12 @@ class MetaWorldAdapter:
         return np.clip(self.expert.get_action(self._obs), -1, 1).astype(np.float32)
 
     def close(self) -> None:
-        try:
-            self.renderer.close()
-        except Exception:  # EGL teardown at exit can complain; nothing to recover
-            pass
+        if self.renderer is not None:
+            try:
+                self.renderer.close()
+            except Exception:  # EGL teardown can complain; nothing to recover
+                pass
+            self.renderer = None
 
 
 class GymAdapter:
@@ -411,8 +413,8 @@ def save_checkpoint(path: Path, stage: str, **payload: Any) -> None:
     atomic_write(Path(path), lambda f: torch.save({"stage": stage, **payload}, f))
 
 
-def load_checkpoint(path: Path, stage: str, hint: str = "") -> dict[str, Any]:
-    """Load a checkpoint with `weights_only=True` and check which stage wrote it."""
+def load_checkpoint(path: Path, stage: str | tuple[str, ...], hint: str = "") -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True` and check which stage (or stages) wrote it."""
     import torch
 
     path = Path(path)
@@ -422,9 +424,10 @@ def load_checkpoint(path: Path, stage: str, hint: str = "") -> dict[str, Any]:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle error, ...
         fail(f"corrupt checkpoint {path} ({type(e).__name__}); delete it and rerun {hint or stage}")
-    if not isinstance(ck, dict) or ck.get("stage") != stage:
+    stages = (stage,) if isinstance(stage, str) else stage
+    if not isinstance(ck, dict) or ck.get("stage") not in stages:
         got = ck.get("stage") if isinstance(ck, dict) else type(ck).__name__
-        fail(f"{path} is a checkpoint of stage '{got}', expected '{stage}'; pass the output of {hint or stage}")
+        fail(f"{path} is a checkpoint of stage '{got}', expected {' or '.join(stages)}; pass the output of {hint or stage}")
     return ck
 
 
@@ -447,4 +450,4 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     d = 1 + z * z / n
     c = (p + z * z / (2 * n)) / d
     h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (float(c - h), float(c + h))
+    return (max(0.0, float(c - h)), min(1.0, float(c + h)))

@@ -1,0 +1,396 @@
+"""Stage 5 -- PPO refinement entirely inside the frozen world model (World4RL, Sec. III-D, Eqs. 8-9).
+
+The imagined environment: N episodes start from real first frames of the task; each step
+the policy acts on its last frames, the frozen diffusion model (stage 2) generates the next
+frame, and the frozen classifier (stage 3) gives the sparse reward r_t = 1 on the step it
+first judges success (the episode then ends), else 0; episodes also end at the horizon.
+Nothing of the real environment is stepped.
+
+PPO, as cleanrl writes it: clipped surrogate (Eq. 8)
+
+    L_clip = E[ max(-A_t ratio_t, -A_t clip(ratio_t, 1 - eps, 1 + eps)) ],  ratio_t = pi(a_t|x_t) / pi_old(a_t|x_t)
+
+a critic V(x) regressed on GAE returns (Eq. 9), an entropy bonus, minibatch epochs,
+gradient clipping, approx-KL early stopping. The actor starts from the BC policy (stage 4)
+and keeps its cap sigma <= 1; its exploration std starts at `--init-std`, small, because
+action noise alone can ruin a manipulation policy. The critic learns alone for
+`--critic-warmup` iterations before the actor moves.
+
+Stopping rule without real interaction: every `--eval-every` iterations the mean-action
+policy is scored in imagination from *held-out* start frames with fixed sampling noise;
+the kept `refined.pt` is the best of these, BC included as iteration 0, so refinement never
+keeps a policy that looks worse than BC in imagination.
+
+Reads world_model.pt, <task>/reward.pt, <task>/bc.pt, <data-dir>/<task>/ (start frames);
+writes `<run-dir>/<task>/ppo_seed<seed>/refined.pt`, `state.pt` (resume), `log.json`, TensorBoard.
+
+    python 05_ppo_refine.py --task coffee-pull --data-dir data/cpu --run-dir runs/cpu
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+import common
+
+wm_mod = common.import_stage("02_world_model")
+reward_mod = common.import_stage("03_reward")
+bc_mod = common.import_stage("04_bc")
+
+
+@dataclasses.dataclass
+class Args:
+    task: str = "coffee-pull"
+    """the task to refine on"""
+    data_dir: Path = Path("data")
+    """dataset of stage 1 (only first frames are used, as imagined start states)"""
+    run_dir: Path = Path("runs")
+    """where stages 2-4 wrote their checkpoints; outputs go to <run-dir>/<task>/ppo_seed<seed>/"""
+    num_envs: int = 32
+    """N, imagined episodes stepped in one batched call"""
+    horizon: int = 0
+    """imagined episode length in decisions (0: the real episode length from the dataset)"""
+    iterations: int = 12
+    """PPO iterations (each: one rollout of `horizon` steps in all envs, then updates)"""
+    learning_rate: float = 3e-5
+    """actor learning rate (small: the policy should move gradually)"""
+    critic_lr: float = 3e-4
+    """critic learning rate"""
+    gamma: float = 0.99
+    """discount"""
+    gae_lambda: float = 0.95
+    """lambda of GAE"""
+    clip_coef: float = 0.1
+    """epsilon of the clipped surrogate (Eq. 8)"""
+    update_epochs: int = 4
+    """epochs over each rollout"""
+    num_minibatches: int = 4
+    """minibatches per epoch"""
+    ent_coef: float = 0.0
+    """entropy bonus"""
+    vf_coef: float = 0.5
+    """value-loss weight (Eq. 9)"""
+    max_grad_norm: float = 0.5
+    """gradient clipping"""
+    target_kl: float = 0.02
+    """stop an update's epochs once approx_kl exceeds this (trust region)"""
+    init_std: float = 0.1
+    """exploration std at the start (the cap sigma <= 1 stays the upper bound)"""
+    critic_warmup: int = 2
+    """iterations in which only the critic learns"""
+    eval_every: int = 2
+    """score the mean-action policy in imagination on held-out starts every this many iterations"""
+    eval_episodes: int = 64
+    """imagined episodes for that score"""
+    real_eval_every: int = 0
+    """OPTIONAL, for learning curves only: real-env success every this many iterations (0: off);
+    its real steps are counted and reported, never used for training"""
+    real_eval_episodes: int = 20
+    """real episodes per optional real evaluation"""
+    device: str = "auto"
+    """`auto`, `cpu` or `cuda`"""
+    seed: int = 0
+    """seed for start frames, actions and sampling noise"""
+
+
+# --- 1. The imagined environment -------------------------------------------------------------
+class ImaginedEnv:
+    """N imagined episodes in the frozen world model, rewarded by the frozen classifier."""
+
+    def __init__(self, wm, clf, start_frames: torch.Tensor, num_envs: int, horizon: int,
+                 frame_stack: int, gen: torch.Generator):
+        self.wm, self.clf, self.starts = wm, clf.to(wm.device), start_frames  # starts (M, H, W, 3) uint8
+        self.N, self.horizon, self.S, self.gen = num_envs, horizon, frame_stack, gen
+        self.timing = {"world_model": 0.0, "reward": 0.0}
+
+    def _start_hist(self, n: int, idx: torch.Tensor | None = None):
+        if idx is None:
+            idx = torch.randint(len(self.starts), (n,), generator=self.gen)
+        return self.wm.start(self.starts[idx])
+
+    def reset(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        self.hist = self._start_hist(self.N, idx)
+        self.t = torch.zeros(self.N, dtype=torch.long)
+        self.succeeded = torch.zeros(self.N, dtype=torch.bool)
+        return self.obs()
+
+    def obs(self) -> torch.Tensor:
+        return self.hist[0][:, -self.S:]  # (N, S, 3, H, W): the policy's last S frames
+
+    @torch.no_grad()
+    def step(self, action: torch.Tensor, auto_reset: bool = True):
+        """action (N, D) -> obs (N, S, 3, H, W), reward (N,), done (N,), success (N,)."""
+        t0 = time.time()
+        self.hist = self.wm.push(self.hist, None, action)
+        x_next = self.wm.step(*self.hist)  # (N, 3, H, W)
+        self.hist = self.wm.push(self.hist, x_next, None)
+        t1 = time.time()
+        success = self.clf.success(x_next).cpu() & ~self.succeeded
+        self.timing["world_model"] += t1 - t0
+        self.timing["reward"] += time.time() - t1
+        self.t += 1
+        reward = success.float()  # sparse: 1 on the step of first success
+        done = success | (self.t >= self.horizon)
+        self.succeeded |= success
+        if auto_reset and done.any():
+            fresh = self._start_hist(int(done.sum()))
+            d = done.to(self.wm.device)
+            self.hist = tuple(h.clone() for h in self.hist)
+            for h, f in zip(self.hist, fresh):
+                h[d] = f
+            self.t[done] = 0
+            self.succeeded[done] = False
+        return self.obs(), reward, done, success
+
+
+@torch.no_grad()
+def imagined_success(pi, wm, clf, start_frames: torch.Tensor, episodes: int, horizon: int,
+                     deterministic: bool = True, noise_seed: int = 1234) -> dict:
+    """Success of a policy in imagination: `episodes` episodes from `start_frames` (cycled),
+    with fixed world-model sampling noise so that two policies are compared on equal terms."""
+    cpu_state = torch.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    torch.manual_seed(noise_seed)
+    idx = torch.arange(episodes) % len(start_frames)
+    env = ImaginedEnv(wm, clf, start_frames, episodes, horizon, pi.cfg["frame_stack"], torch.Generator())
+    obs = env.reset(idx)
+    first = torch.full((episodes,), -1)
+    for t in range(horizon):
+        d = pi.dist(obs.to(wm.device))
+        a = d.mean if deterministic else d.sample()
+        obs, _, _, success = env.step(a.clamp(-1, 1), auto_reset=False)
+        first[(first < 0) & success] = t + 1
+    torch.set_rng_state(cpu_state)
+    if cuda_state is not None:
+        torch.cuda.set_rng_state_all(cuda_state)
+    k = int((first > 0).sum())
+    steps = [int(s) for s in first if s > 0]
+    return {"episodes": episodes, "successes": k, "success_rate": k / episodes,
+            "ci95": common.wilson_interval(k, episodes),
+            "mean_steps_to_success": float(np.mean(steps)) if steps else None,
+            "steps_to_success": [int(s) if s > 0 else None for s in first]}
+
+
+# --- 2. GAE and the PPO losses ----------------------------------------------------------------
+def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_value: torch.Tensor,
+        gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over (steps, N) tensors. dones[t] = the episode ended
+    after step t (no bootstrap from the next state). Returns (advantages, returns)."""
+    steps = rewards.shape[0]
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros_like(next_value)
+    for t in reversed(range(steps)):
+        v_next = next_value if t == steps - 1 else values[t + 1]
+        nonterminal = 1.0 - dones[t].float()
+        delta = rewards[t] + gamma * v_next * nonterminal - values[t]
+        last = delta + gamma * lam * nonterminal * last
+        adv[t] = last
+    return adv, adv + values
+
+
+def clipped_policy_loss(newlogprob: torch.Tensor, oldlogprob: torch.Tensor, advantages: torch.Tensor,
+                        clip_coef: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 8. Returns pg_loss, approx_kl, clipfrac, ratio."""
+    logratio = newlogprob - oldlogprob
+    ratio = logratio.exp()
+    pg_loss1 = -advantages * ratio
+    pg_loss2 = -advantages * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
+    pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+    approx_kl = ((ratio - 1) - logratio).mean()
+    clipfrac = ((ratio - 1.0).abs() > clip_coef).float().mean()
+    return pg_loss, approx_kl, clipfrac, ratio
+
+
+class Critic(nn.Module):
+    """V(x): the BC encoder architecture with a scalar head, trained from scratch."""
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.encoder = bc_mod.Encoder(cfg["frame_stack"], tuple(cfg["channels"]))
+        self.head = nn.Linear(256, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x)).squeeze(-1)
+
+
+def ppo_update(pi, critic, opt_pi, opt_v, b: dict, args: Args, train_actor: bool) -> dict:
+    """Minibatch epochs over a flattened rollout `b` (b_obs, b_actions, b_logprobs, b_advantages,
+    b_returns, b_values). Returns diagnostics."""
+    n = len(b["obs"])
+    mb_size = max(1, n // args.num_minibatches)
+    stats = {"pg_loss": 0.0, "v_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clipfrac": 0.0}
+    count = 0
+    for epoch in range(args.update_epochs):
+        perm = torch.randperm(n)
+        for start in range(0, n, mb_size):
+            mb = perm[start:start + mb_size]
+            mb_obs = b["obs"][mb]
+            d = pi.dist(mb_obs)
+            newlogprob = d.log_prob(b["actions"][mb]).sum(-1)
+            entropy = d.entropy().sum(-1).mean()
+            mb_adv = b["advantages"][mb]
+            mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+            pg_loss, approx_kl, clipfrac, _ = clipped_policy_loss(newlogprob, b["logprobs"][mb], mb_adv, args.clip_coef)
+            v_loss = 0.5 * (critic(mb_obs) - b["returns"][mb]).pow(2).mean()  # Eq. 9 with GAE targets
+            opt_v.zero_grad(set_to_none=True)
+            (args.vf_coef * v_loss).backward()
+            nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm)
+            opt_v.step()
+            if train_actor:
+                opt_pi.zero_grad(set_to_none=True)
+                (pg_loss - args.ent_coef * entropy).backward()
+                nn.utils.clip_grad_norm_(pi.parameters(), args.max_grad_norm)
+                opt_pi.step()
+            for k, v in (("pg_loss", pg_loss), ("v_loss", v_loss), ("entropy", entropy),
+                         ("approx_kl", approx_kl), ("clipfrac", clipfrac)):
+                stats[k] += float(v.detach())
+            count += 1
+        if train_actor and approx_kl > args.target_kl:
+            break  # trust region: the policy has moved enough for this rollout
+    return {k: v / max(count, 1) for k, v in stats.items()}
+
+
+def collect_rollout(pi, critic, env, horizon: int, args: Args, timing: dict) -> tuple[dict, int, int]:
+    """`horizon` steps in all N envs with the sampling policy, then GAE. Returns the flattened
+    batch (b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values as dict keys),
+    the number of successful episodes and of finished episodes."""
+    device = next(pi.parameters()).device
+    obs_buf, act_buf, logp_buf, rew_buf, done_buf, val_buf = [], [], [], [], [], []
+    ep_success, ep_count = 0, 0
+    obs = env.reset().to(device)
+    for t in range(horizon):
+        t0 = time.time()
+        with torch.no_grad():
+            d = pi.dist(obs)
+            action = d.sample().clamp(-1, 1)
+            logp = d.log_prob(action).sum(-1)
+            value = critic(obs)
+        timing["policy"] = timing.get("policy", 0.0) + time.time() - t0
+        next_obs, reward, done, success = env.step(action)
+        obs_buf.append(obs), act_buf.append(action), logp_buf.append(logp), val_buf.append(value)
+        rew_buf.append(reward.to(device)), done_buf.append(done.to(device))
+        ep_success += int(success.sum())
+        ep_count += int(done.sum())
+        obs = next_obs.to(device)
+    with torch.no_grad():
+        advantages, returns = gae(torch.stack(rew_buf), torch.stack(val_buf), torch.stack(done_buf),
+                                  critic(obs), args.gamma, args.gae_lambda)
+    b = {"obs": torch.stack(obs_buf).flatten(0, 1), "actions": torch.stack(act_buf).flatten(0, 1),
+         "logprobs": torch.stack(logp_buf).flatten(0, 1), "advantages": advantages.flatten(),
+         "returns": returns.flatten(), "values": torch.stack(val_buf).flatten()}
+    return b, ep_success, ep_count
+
+
+def start_frames(data_dir: Path, task: str, split: str) -> torch.Tensor:
+    """First frames of the task's episodes in a split, (M, H, W, 3) uint8: real start states."""
+    paths = common.list_episodes(data_dir, [task], split=split)
+    return torch.from_numpy(np.stack([common.load_episode(p)["frames"][0] for p in paths]))
+
+
+# --- 3. The refinement loop ---------------------------------------------------------------------
+def main(args: Args) -> dict:
+    common.seed_everything(args.seed)
+    device = common.pick_device(args.device)
+    task_dir = args.run_dir / common.task_slug(args.task)
+    out = task_dir / f"ppo_seed{args.seed}"
+    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device)
+    clf = reward_mod.load_reward(task_dir / "reward.pt").to(device)
+    pi = bc_mod.load_policy(task_dir / "bc.pt").to(device)
+    meta = common.read_meta(args.data_dir)
+    if wm.cfg["resolution"] != meta["resolution"] or pi.cfg["resolution"] != meta["resolution"]:
+        common.fail(f"resolution mismatch: data {meta['resolution']}, world model {wm.cfg['resolution']}, "
+                    f"policy {pi.cfg['resolution']}; train all stages on the same --data-dir")
+    horizon = args.horizon or int(meta["max_steps"])
+    train_starts = start_frames(args.data_dir, args.task, "train")
+    heldout_starts = start_frames(args.data_dir, args.task, "heldout")
+    with torch.no_grad():
+        pi.log_std.fill_(float(np.log(args.init_std)))
+    critic = Critic(pi.cfg).to(device)
+    opt_pi = torch.optim.Adam(pi.parameters(), lr=args.learning_rate, eps=1e-5)
+    opt_v = torch.optim.Adam(critic.parameters(), lr=args.critic_lr, eps=1e-5)
+    log: dict = {"args": {k: str(v) for k, v in dataclasses.asdict(args).items()}, "iterations": []}
+    it0, best = 0, None
+    if (out / "state.pt").exists():  # resume
+        st = common.load_checkpoint(out / "state.pt", "ppo_state", "05_ppo_refine.py")
+        pi.load_state_dict(st["policy"]), critic.load_state_dict(st["critic"])
+        opt_pi.load_state_dict(st["opt_pi"]), opt_v.load_state_dict(st["opt_v"])
+        it0, best, log = st["iteration"], st["best"], json.loads(st["log"])
+        print(f"resuming from {out / 'state.pt'} at iteration {it0}")
+    else:
+        # The gap check: how does the BC policy fare in imagination, before any update?
+        r = imagined_success(pi, wm, clf, heldout_starts, args.eval_episodes, horizon)
+        best = {"iteration": 0, "success_rate": r["success_rate"]}
+        log["bc_imagined"] = r
+        print(f"BC policy in imagination (mean action, {r['episodes']} held-out starts): "
+              f"{r['success_rate']:.1%} -- compare with its real success (bc_eval.json) before trusting a run")
+        common.save_checkpoint(out / "refined.pt", "ppo", config=pi.cfg, policy=pi.state_dict(),
+                               seed=args.seed, iteration=0, imagined=r["success_rate"])
+    writer = common.tensorboard_writer(out / "tb", args)
+    gen = torch.Generator().manual_seed(args.seed)
+    env = ImaginedEnv(wm, clf, train_starts, args.num_envs, horizon, pi.cfg["frame_stack"], gen)
+    N = args.num_envs
+    timing = {"policy": 0.0, "update": 0.0}
+    real_steps, t_start, steps_done = 0, time.time(), 0
+    bar = tqdm(range(it0, args.iterations), initial=it0, total=args.iterations, desc="ppo", unit="it")
+    for it in bar:
+        # --- 3a. Rollout in imagination, 3b. GAE ---
+        b, ep_success, ep_count = collect_rollout(pi, critic, env, horizon, args, timing)
+        steps_done += horizon * N
+        t0 = time.time()
+        # --- 3c. PPO update (critic alone during warm-up) ---
+        stats = ppo_update(pi, critic, opt_pi, opt_v, b, args, train_actor=it >= args.critic_warmup)
+        y_pred, y_true = b["values"], b["returns"]
+        explained_var = float(1 - (y_true - y_pred).var() / (y_true.var() + 1e-8))
+        timing["update"] += time.time() - t0
+        row = {"iteration": it + 1, "imagined_train_success": ep_success / max(ep_count, 1),
+               "episodes": ep_count, "explained_variance": explained_var,
+               "sigma": float(pi.dist(b["obs"][:1]).stddev.mean()), **stats}
+        # --- 3d. Stopping rule: held-out imagined success of the mean action ---
+        if (it + 1) % args.eval_every == 0 or it + 1 == args.iterations:
+            r = imagined_success(pi, wm, clf, heldout_starts, args.eval_episodes, horizon)
+            row["imagined_heldout_success"] = r["success_rate"]
+            if r["success_rate"] > best["success_rate"]:
+                best = {"iteration": it + 1, "success_rate": r["success_rate"]}
+                common.save_checkpoint(out / "refined.pt", "ppo", config=pi.cfg, policy=pi.state_dict(),
+                                       seed=args.seed, iteration=it + 1, imagined=r["success_rate"])
+        if args.real_eval_every and (it + 1) % args.real_eval_every == 0:
+            common.save_checkpoint(out / "current.pt", "ppo", config=pi.cfg, policy=pi.state_dict(), seed=args.seed)
+            rr = bc_mod.evaluate_real(out / "current.pt", args.task, pi.cfg["env"],
+                                      bc_mod.eval_seeds(args.real_eval_episodes, 10_000), desc="real (not trained on)")
+            real_steps += sum(s or pi.cfg["env"]["max_steps"] for s in rr["steps_to_success"])
+            row["real_success_for_curve_only"] = rr["success_rate"]
+        row["real_steps_for_curves"] = real_steps
+        log["iterations"].append(row)
+        sps = steps_done / (time.time() - t_start)
+        bar.set_postfix(imag_success=f"{row['imagined_train_success']:.2f}", kl=f"{stats['approx_kl']:.3f}",
+                        SPS=f"{sps:.0f}")
+        if writer:
+            for k, v in row.items():
+                if isinstance(v, (int, float)):
+                    writer.add_scalar(("charts/" if "success" in k or k == "sigma" else "losses/") + k, v, it + 1)
+            writer.add_scalar("charts/SPS", sps, it + 1)
+        common.save_checkpoint(out / "state.pt", "ppo_state", policy=pi.state_dict(), critic=critic.state_dict(),
+                               opt_pi=opt_pi.state_dict(), opt_v=opt_v.state_dict(), iteration=it + 1,
+                               best=best, log=json.dumps(log), seed=args.seed)
+    total = time.time() - t_start
+    timing.update(env.timing)
+    log["best"] = best
+    log["imagined_steps_per_s"] = steps_done / max(total, 1e-9)
+    log["time_share"] = {k: v / max(total, 1e-9) for k, v in timing.items()}
+    print(f"kept iteration {best['iteration']} (held-out imagined success {best['success_rate']:.1%}); "
+          f"{log['imagined_steps_per_s']:.1f} imagined steps/s; time share "
+          + ", ".join(f"{k} {v:.0%}" for k, v in log["time_share"].items()))
+    common.atomic_write(out / "log.json", lambda f: f.write(json.dumps(log, indent=1)), binary=False)
+    return log
+
+
+if __name__ == "__main__":
+    common.run_main(main, Args)

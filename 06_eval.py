@@ -1,0 +1,157 @@
+"""Stage 6 -- evaluation in the real simulator (or robot) (World4RL, Sec. IV, Tables I-III).
+
+For every policy checkpoint (BC of stage 4, refined policies of stage 5), on the *same*
+seeded real episodes: success rate with a 95% Wilson interval and steps to success. Then
+the simulator-gap report: the same policy run in imagination (world model + classifier,
+from held-out start frames), side by side with its real numbers -- refinement can only be
+trusted as far as these agree; and the classifier's per-step agreement on imagined vs real
+frames of held-out episodes replayed open-loop. World-model fidelity (PSNR/SSIM vs
+copy-last-frame, two-hot vs one-hot when both checkpoints exist). Videos of real rollouts
+and of real | imagined.
+
+Reads the checkpoints of stages 2-5 and `<data-dir>/<task>/`; writes
+`<run-dir>/<task>/eval/results.json`, `results.md` and videos.
+
+    python 06_eval.py --task coffee-pull --data-dir data/cpu --run-dir runs/cpu --episodes 100
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import common
+
+wm_mod = common.import_stage("02_world_model")
+reward_mod = common.import_stage("03_reward")
+bc_mod = common.import_stage("04_bc")
+ppo_mod = common.import_stage("05_ppo_refine")
+
+
+@dataclasses.dataclass
+class Args:
+    task: str = "coffee-pull"
+    """the task to evaluate on"""
+    data_dir: Path = Path("data")
+    """dataset of stage 1 (held-out episodes and start frames)"""
+    run_dir: Path = Path("runs")
+    """where stages 2-5 wrote their checkpoints"""
+    policies: list[Path] = dataclasses.field(default_factory=list)
+    """policy checkpoints to compare (default: <task>/bc.pt and every <task>/ppo_seed*/refined.pt)"""
+    episodes: int = 100
+    """seeded real episodes per policy (the same seeds for each)"""
+    imagined_episodes: int = 100
+    """imagined episodes per policy for the simulator-gap report (0: skip)"""
+    fidelity_horizon: int = 16
+    """H of the open-loop fidelity evaluation"""
+    videos: int = 3
+    """real episodes per policy saved as video"""
+    workers: int = 2
+    """processes for the real evaluation"""
+    device: str = "auto"
+    """`auto`, `cpu` or `cuda`"""
+    seed: int = 0
+    """offset of the evaluation seeds"""
+
+
+def label(path: Path, task_dir: Path) -> str:
+    try:
+        return str(Path(path).relative_to(task_dir).with_suffix(""))
+    except ValueError:
+        return str(path)
+
+
+def save_rollout_video(path: Path, frames: list[np.ndarray], scale: int = 4) -> None:
+    import imageio.v2 as imageio
+
+    L = max(len(f) for f in frames)
+    padded = [np.concatenate([f, np.repeat(f[-1:], L - len(f), 0)]) for f in frames]  # hold the last frame
+    grid = np.concatenate(padded, axis=2).repeat(scale, 1).repeat(scale, 2)  # episodes side by side
+    tmp = path.with_name("tmp_" + path.name)
+    imageio.mimsave(tmp, list(grid), fps=8)
+    tmp.replace(path)
+
+
+def markdown(results: dict) -> str:
+    lines = [f"### {results['task']}: real success on {results['episodes']} seeded episodes",
+             "", "| policy | real success | 95% CI | mean steps to success | imagined success | imagined 95% CI |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, r in results["policies"].items():
+        re, im = r["real"], r.get("imagined")
+        steps = f"{re['mean_steps_to_success']:.1f}" if re["mean_steps_to_success"] else "-"
+        ims = f"{im['success_rate']:.1%} | {im['ci95'][0]:.1%}-{im['ci95'][1]:.1%}" if im else "- | -"
+        lines.append(f"| {name} | {re['successes']}/{re['episodes']} = {re['success_rate']:.1%} | "
+                     f"{re['ci95'][0]:.1%}-{re['ci95'][1]:.1%} | {steps} | {ims} |")
+    if "classifier_agreement" in results:
+        a = results["classifier_agreement"]
+        lines += ["", f"Classifier on imagined vs real frames of {a['episodes']} held-out episodes replayed "
+                      f"open-loop: per-step agreement {a['per_step_agreement']:.1%}; successes real "
+                      f"{a['real_successes']}, imagined {a['imagined_successes']}; mean first-success gap "
+                      f"{a['mean_first_success_gap_steps']} steps."]
+    for name, f in results.get("fidelity", {}).items():
+        lines += ["", f"World model `{name}`, {f['horizon']}-step open loop from t0={f['t0']} "
+                      f"({f['episodes']} held-out episodes): PSNR {np.mean(f['psnr_model']):.2f} dB "
+                      f"(copy-last {np.mean(f['psnr_copy_last']):.2f}), SSIM {np.mean(f['ssim_model']):.3f} "
+                      f"(copy-last {np.mean(f['ssim_copy_last']):.3f})."]
+    return "\n".join(lines) + "\n"
+
+
+def main(args: Args) -> dict:
+    common.seed_everything(args.seed)
+    device = common.pick_device(args.device)
+    task_dir = args.run_dir / common.task_slug(args.task)
+    policies = args.policies or [task_dir / "bc.pt", *sorted(task_dir.glob("ppo_seed*/refined.pt"))]
+    policies = [p for p in policies if Path(p).exists()] or common.fail(
+        f"no policy checkpoints in {task_dir}; run 04_bc.py (and 05_ppo_refine.py) first")
+    out = task_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = bc_mod.eval_seeds(args.episodes, offset=args.seed * 100_000)
+    results: dict = {"task": args.task, "episodes": args.episodes, "policies": {}, "fidelity": {}}
+    wm_path = args.run_dir / "world_model.pt"
+    wm = wm_mod.load_world_model(wm_path, device) if wm_path.exists() else None
+    clf = reward_mod.load_reward(task_dir / "reward.pt").to(device) if (task_dir / "reward.pt").exists() else None
+    heldout = [common.load_episode(p) for p in common.list_episodes(args.data_dir, [args.task], split="heldout")]
+
+    # --- 1. Real success of each policy on the same seeded episodes ---
+    for p in policies:
+        name = label(p, task_dir)
+        pi = bc_mod.load_policy(p)
+        r = bc_mod.evaluate_real(p, args.task, pi.cfg["env"], seeds, args.workers, keep_frames=args.videos,
+                                 desc=f"real {name}")
+        if r["frames"]:
+            save_rollout_video(out / f"real_{name.replace('/', '_')}.mp4", r.pop("frames"))
+        r.pop("frames", None)
+        results["policies"][name] = {"path": str(p), "real": r}
+        # --- 2. The same policy in imagination (the simulator gap) ---
+        if wm is not None and clf is not None and args.imagined_episodes:
+            starts = torch.from_numpy(np.stack([e["frames"][0] for e in heldout]))
+            im = ppo_mod.imagined_success(pi.to(device), wm, clf, starts, args.imagined_episodes,
+                                          int(pi.cfg["env"]["max_steps"]))
+            results["policies"][name]["imagined"] = im
+        print(f"{name}: real {r['success_rate']:.1%} ({r['ci95'][0]:.1%}-{r['ci95'][1]:.1%})"
+              + (f", imagined {im['success_rate']:.1%}" if "imagined" in results["policies"][name] else ""))
+
+    # --- 3. Classifier agreement and world-model fidelity on held-out episodes ---
+    if wm is not None and clf is not None:
+        results["classifier_agreement"] = reward_mod.imagined_agreement(clf, wm, heldout)
+    for ck in sorted(args.run_dir.glob("world_model*.pt")):
+        m = wm_mod.load_world_model(ck, device)
+        L = min(len(e["actions"]) for e in heldout)
+        H = min(args.fidelity_horizon, L)
+        results["fidelity"][ck.stem] = wm_mod.evaluate_fidelity(m, heldout, H, 0)
+        if ck == wm_path:
+            imagined, real = wm_mod.open_loop(m, heldout[:4], 0, L)
+            wm_mod.write_video(out / "world_model_real_vs_imagined.mp4", real, imagined)
+    common.atomic_write(out / "results.json", lambda f: f.write(json.dumps(results, indent=1)), binary=False)
+    md = markdown(results)
+    common.atomic_write(out / "results.md", lambda f: f.write(md), binary=False)
+    print(md)
+    return results
+
+
+if __name__ == "__main__":
+    common.run_main(main, Args)

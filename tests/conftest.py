@@ -1,0 +1,33 @@
+"""Shared test setup: headless rendering, the repo on sys.path, one torch thread per test run."""
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import common  # noqa: E402
+
+torch.set_num_threads(2)
+
+TINY = "tests.tiny_env:make"
+
+
+def stage(name: str):
+    return common.import_stage(name)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A small dataset from the tiny env: 40 expert, 40 noisy, 20 random episodes of 10 steps."""
+    d = tmp_path_factory.mktemp("tiny") / "data"
+    collect = stage("01_collect")
+    collect.main(collect.Args(tasks=[TINY], data_dir=d, num_expert=40, num_noisy=40, num_random=20,
+                              resolution=16, action_repeat=1, max_steps=10, workers=1,
+                              noise_levels=(0.5, 1.0)))
+    return d
