@@ -65,6 +65,16 @@ def label(path: Path, task_dir: Path) -> str:
         return str(path)
 
 
+def simulator_gap(real: dict, imagined: dict) -> dict:
+    """How far imagination (world model + classifier) is from the real env for one policy.
+    `trusted` when the two success rates' 95% intervals overlap."""
+    (rl, rh), (il, ih) = real["ci95"], imagined["ci95"]
+    r_steps, i_steps = real["mean_steps_to_success"], imagined["mean_steps_to_success"]
+    return {"success_gap": imagined["success_rate"] - real["success_rate"],
+            "steps_to_success_gap": (i_steps - r_steps) if r_steps is not None and i_steps is not None else None,
+            "trusted": bool(il <= rh and rl <= ih)}
+
+
 def save_rollout_video(path: Path, frames: list[np.ndarray], scale: int = 4) -> None:
     import imageio.v2 as imageio
 
@@ -78,12 +88,17 @@ def save_rollout_video(path: Path, frames: list[np.ndarray], scale: int = 4) -> 
 
 def markdown(results: dict) -> str:
     lines = [f"### {results['task']}: real success on {results['episodes']} seeded episodes",
-             "", "| policy | real success | 95% CI | mean steps to success | imagined success | imagined 95% CI |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "", "| policy | real success | 95% CI | mean steps to success | imagined success | imagined 95% CI | "
+             "imagined steps to success | gap (imagined - real) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in results["policies"].items():
         re, im = r["real"], r.get("imagined")
         steps = f"{re['mean_steps_to_success']:.1f}" if re["mean_steps_to_success"] else "-"
-        ims = f"{im['success_rate']:.1%} | {im['ci95'][0]:.1%}-{im['ci95'][1]:.1%}" if im else "- | -"
+        ims = "- | - | - | -"
+        if im:
+            g = r["gap"]
+            i_steps = f"{im['mean_steps_to_success']:.1f}" if im["mean_steps_to_success"] else "-"
+            ims = (f"{im['success_rate']:.1%} | {im['ci95'][0]:.1%}-{im['ci95'][1]:.1%} | {i_steps} | "
+                   f"{g['success_gap']:+.1%}{'' if g['trusted'] else ' (intervals do not overlap)'}")
         lines.append(f"| {name} | {re['successes']}/{re['episodes']} = {re['success_rate']:.1%} | "
                      f"{re['ci95'][0]:.1%}-{re['ci95'][1]:.1%} | {steps} | {ims} |")
     if "classifier_agreement" in results:
@@ -132,6 +147,7 @@ def main(args: Args) -> dict:
             im = ppo_mod.imagined_success(pi.to(device), wm, clf, starts, args.imagined_episodes,
                                           int(pi.cfg["env"]["max_steps"]))
             results["policies"][name]["imagined"] = im
+            results["policies"][name]["gap"] = simulator_gap(r, im)
         print(f"{name}: real {r['success_rate']:.1%} ({r['ci95'][0]:.1%}-{r['ci95'][1]:.1%})"
               + (f", imagined {im['success_rate']:.1%}" if "imagined" in results["policies"][name] else ""))
 

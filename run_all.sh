@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole World4RL pipeline on one task, stages 01 -> 06. Every stage reuses what is on
+# disk, so rerunning after an interruption picks up where it stopped.
+#
+#   bash run_all.sh                       # CPU defaults (2 cores): coffee-pull, 48x48
+#   TASK=lever-pull bash run_all.sh       # another Meta-World task
+#   PROFILE=gpu bash run_all.sh           # the larger configuration (64x64, longer training)
+set -euo pipefail
+cd "$(dirname "$0")"
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+TASK=${TASK:-coffee-pull}
+PROFILE=${PROFILE:-cpu}
+SEED=${SEED:-0}
+if [ "$PROFILE" = gpu ]; then
+  RES=64; DATA=data/gpu; RUNS=runs/gpu; WM_STEPS=30000; WM_CH="64 128 128 256"; ENVS=128; ITERS=40; DEV=cuda
+else
+  RES=48; DATA=data/cpu; RUNS=runs/cpu; WM_STEPS=1500; WM_CH="32 64 64 64"; ENVS=32; ITERS=12; DEV=auto
+fi
+log() { echo "[$(date +%H:%M:%S)] $*"; }
+T0=$(date +%s)
+stamp() { echo "$1 $(( $(date +%s) - T0 ))s" >> "$RUNS/stage_times.txt"; }
+mkdir -p "$RUNS"; : > "$RUNS/stage_times.txt"
+log "01 collect";     python 01_collect.py --tasks "$TASK" --resolution $RES --data-dir $DATA --seed $SEED; stamp 01_collect
+log "02 world model"; [ -f $RUNS/world_model_eval/world_model_fidelity.json ] || \
+                      python 02_world_model.py --tasks "$TASK" --data-dir $DATA --run-dir $RUNS --steps $WM_STEPS \
+                        --channels $WM_CH --device $DEV --seed $SEED; stamp 02_world_model
+log "03 reward";      [ -f $RUNS/$TASK/reward.pt ] || \
+                      python 03_reward.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --device $DEV --seed $SEED; stamp 03_reward
+log "04 bc";          [ -f $RUNS/$TASK/bc_eval.json ] || \
+                      python 04_bc.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --device $DEV --seed $SEED; stamp 04_bc
+log "05 ppo";         [ -f $RUNS/$TASK/ppo_seed$SEED/log.json ] || \
+                      python 05_ppo_refine.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --num-envs $ENVS \
+                        --iterations $ITERS --device $DEV --seed $SEED; stamp 05_ppo_refine
+log "06 eval";        python 06_eval.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --device $DEV; stamp 06_eval
+log "done: $RUNS/$TASK/eval/results.md"; cat "$RUNS/stage_times.txt"

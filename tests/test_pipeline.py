@@ -1,0 +1,83 @@
+"""End to end: all six stages on the tiny env; and the simulator-gap report catching a wrong world model."""
+
+import json
+
+import numpy as np
+import torch
+
+import common
+from conftest import TINY, stage
+
+collect, wm_mod, reward_mod, bc_mod, ppo, ev = (stage(s) for s in (
+    "01_collect", "02_world_model", "03_reward", "04_bc", "05_ppo_refine", "06_eval"))
+SMALL = dict(channels=(8, 16))
+
+
+def test_all_six_stages(tmp_path):
+    d, r = tmp_path / "data", tmp_path / "runs"
+    collect.main(collect.Args(tasks=[TINY], data_dir=d, num_expert=20, num_noisy=20, num_random=10,
+                              resolution=16, action_repeat=1, max_steps=10, workers=2))
+    wm_mod.main(wm_mod.Args(tasks=[TINY], data_dir=d, run_dir=r, history=2, channels=(8, 16), cond_dim=32,
+                            steps=30, eval_horizon=4))
+    reward_mod.main(reward_mod.Args(task=TINY, data_dir=d, run_dir=r, steps=50, **SMALL))
+    bc_mod.main(bc_mod.Args(task=TINY, data_dir=d, run_dir=r, num_demos=10, steps=50, eval_episodes=4, **SMALL))
+    ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=2, critic_warmup=1,
+                      eval_every=1, eval_episodes=4))
+    res = ev.main(ev.Args(task=TINY, data_dir=d, run_dir=r, episodes=6, imagined_episodes=4, videos=1,
+                          fidelity_horizon=4))
+    t = r / common.task_slug(TINY)
+    for path, st in ((r / "world_model.pt", "world_model"), (t / "reward.pt", "reward"), (t / "bc.pt", "bc"),
+                     (t / "ppo_seed0" / "refined.pt", "ppo")):
+        assert common.load_checkpoint(path, st)["stage"] == st
+    saved = json.loads((t / "eval" / "results.json").read_text())
+    assert set(saved["policies"]) == {"bc", "ppo_seed0/refined"}
+    for p in saved["policies"].values():
+        assert 0 <= p["real"]["success_rate"] <= 1 and p["real"]["episodes"] == 6
+        assert 0 <= p["imagined"]["success_rate"] <= 1
+    assert np.isfinite(saved["fidelity"]["world_model"]["psnr_model"]).all()
+    assert 0 <= saved["classifier_agreement"]["per_step_agreement"] <= 1
+    assert (t / "eval" / "results.md").read_text().startswith("###")
+    assert res["task"] == TINY
+    # a checkpoint from another stage is refused with a clear message
+    try:
+        bc_mod.load_policy(t / "reward.pt")
+        raise AssertionError("a reward checkpoint was accepted as a policy")
+    except common.UserError as e:
+        assert "stage 'reward'" in str(e)
+
+
+class ShowsSuccessEarly(wm_mod.WorldModel):
+    """A deliberately wrong world model: whatever the action, the next frame shows the square
+    on the goal, i.e. success is shown long before the real env would reach it."""
+
+    def __init__(self, T: int, res: int):
+        self.T, self.device, self.res = T, torch.device("cpu"), res
+        self.cfg = {"history": T, "action_dim": 2}
+
+    def step(self, frames, actions, mask):
+        from tiny_env import GOAL, render_batch
+        img = torch.from_numpy(render_batch(np.repeat(GOAL[None], len(frames), 0), self.res))
+        return wm_mod.to_float(img)
+
+
+def test_gap_report_detects_wrong_world_model(tiny_data, tmp_path):
+    reward_mod.main(reward_mod.Args(task=TINY, data_dir=tiny_data, run_dir=tmp_path, steps=300, channels=(16, 32)))
+    clf = reward_mod.load_reward(tmp_path / common.task_slug(TINY) / "reward.pt")
+    # a weak policy: barely moves, so it rarely succeeds in the real env
+    cfg = {"frame_stack": 2, "channels": [8, 16], "action_dim": 2, "log_std_max": 0.0, "resolution": 16,
+           "env": {"resolution": 16, "camera": "corner", "fovy": 30.0, "action_repeat": 1, "max_steps": 10}}
+    torch.manual_seed(0)
+    pi = bc_mod.GaussianPolicy(cfg)
+    with torch.no_grad():
+        pi.mu_head.weight.zero_(), pi.mu_head.bias.zero_()
+    path = tmp_path / "weak.pt"
+    common.save_checkpoint(path, "bc", config=cfg, policy=pi.state_dict())
+    real = bc_mod.evaluate_real(path, TINY, cfg["env"], bc_mod.eval_seeds(20), workers=1)
+    starts = torch.from_numpy(np.stack([common.load_episode(p)["frames"][0]
+                                        for p in common.list_episodes(tiny_data, split="heldout")]))
+    imagined = ppo.imagined_success(pi, ShowsSuccessEarly(2, 16), clf, starts, 20, 10)
+    gap = ev.simulator_gap(real, imagined)
+    assert real["success_rate"] < 0.2 and imagined["success_rate"] > 0.8
+    assert not gap["trusted"] and gap["success_gap"] > 0.6
+    # and the gap of a world model that is exactly right is small: compare the policy with itself
+    assert ev.simulator_gap(real, real)["trusted"]
