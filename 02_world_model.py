@@ -451,8 +451,11 @@ def main(args: Args) -> dict:
         torch.nn.utils.clip_grad_norm_(D.parameters(), 1.0)
         opt.step()
         with torch.no_grad():
+            # EMA with warm-up: early on, the average must not hold on to the untrained start
+            # (at decay 0.999, 22% of step-0 weights would remain after 1,500 steps).
+            decay = min(args.ema_decay, (1 + step) / (10 + step))
             for pe, p in zip(ema.parameters(), D.parameters()):
-                pe.lerp_(p, 1 - args.ema_decay)
+                pe.lerp_(p, 1 - decay)
         step += 1
         samples += args.batch_size
         sps = samples / (time.time() - t_start)

@@ -43,9 +43,12 @@ class Args:
     """checkpoints go to <run-dir>/<task>/reward.pt"""
     world_model: Path | None = None
     """stage-2 checkpoint for the imagined-frame check (default <run-dir>/world_model.pt if present)"""
+    imagined_frames: bool = False
+    """also train on world-model frames of the training episodes (replayed open-loop with their real
+    actions), labelled by the aligned real frames, so the reward fires on the frames it will see"""
     channels: tuple[int, ...] = (32, 64, 64)
     """CNN channels (each layer halves the resolution)"""
-    steps: int = 1500
+    steps: int = 3000
     """optimizer steps"""
     batch_size: int = 64
     """frames per step"""
@@ -68,8 +71,8 @@ class RewardClassifier(nn.Module):
         for c_next in cfg["channels"]:
             layers += [nn.Conv2d(c, c_next, 3, stride=2, padding=1), nn.GroupNorm(8, c_next), nn.SiLU()]
             c = c_next
-        # Keep a coarse spatial map: success is about *where* objects are (mug at the goal).
-        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(c * 16, 128),
+        # Keep the spatial map: success is about *where* small objects are (the mug at the goal).
+        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(6), nn.Flatten(), nn.Linear(c * 36, 128),
                                  nn.SiLU(), nn.Linear(128, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,6 +159,19 @@ def main(args: Args) -> dict:
     tr, va, te = load(train), load(val), load(heldout)
     X = torch.from_numpy(np.concatenate([e["frames"] for e in tr]))  # (N, H, W, 3) uint8
     Y = torch.from_numpy(np.concatenate([e["success"] for e in tr])).float()
+    wm_path = args.world_model or args.run_dir / "world_model.pt"
+    if args.imagined_frames:
+        if not Path(wm_path).exists():
+            common.fail(f"--imagined-frames needs a world model at {wm_path}; run 02_world_model.py first")
+        wm = wm_mod.load_world_model(Path(wm_path), device)
+        im_x, im_y = [], []
+        for i in tqdm(range(0, len(tr), 64), desc="imagine training episodes", leave=False):
+            eps = tr[i:i + 64]
+            H = min(len(e["actions"]) for e in eps)
+            imagined, _ = wm_mod.open_loop(wm, eps, 0, H)  # (n, H, 3, h, w), imagined x_1..x_H
+            im_x.append(wm_mod.to_uint8(imagined).flatten(0, 1))
+            im_y.append(torch.from_numpy(np.stack([e["success"][1:H + 1] for e in eps])).flatten().float())
+        X, Y = torch.cat([X, *im_x]), torch.cat([Y, *im_y])
     if Y.sum() == 0:
         common.fail(f"no success frames for {args.task} in {args.data_dir}; collect expert episodes first")
     pos_weight = (len(Y) - Y.sum()) / Y.sum()  # class imbalance: up-weight the rare successes
@@ -188,7 +204,6 @@ def main(args: Args) -> dict:
           f"at threshold {cfg['threshold']:.2f}")
     out = args.run_dir / common.task_slug(args.task)
     common.save_checkpoint(out / "reward.pt", "reward", config=cfg, model=clf.state_dict(), seed=args.seed)
-    wm_path = args.world_model or args.run_dir / "world_model.pt"
     if Path(wm_path).exists():
         wm = wm_mod.load_world_model(Path(wm_path), device)
         report["imagined"] = imagined_agreement(clf, wm, te)

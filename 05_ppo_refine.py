@@ -18,8 +18,9 @@ action noise alone can ruin a manipulation policy. The critic learns alone for
 
 Stopping rule without real interaction: every `--eval-every` iterations the mean-action
 policy is scored in imagination from *held-out* start frames with fixed sampling noise;
-the kept `refined.pt` is the best of these, BC included as iteration 0, so refinement never
-keeps a policy that looks worse than BC in imagination.
+the kept `refined.pt` is the best of these, BC included as iteration 0, and a refined policy
+replaces BC only if it beats BC's score by `--min-improvement`: refinement never keeps a
+policy that looks worse than BC in imagination.
 
 Reads world_model.pt, <task>/reward.pt, <task>/bc.pt, <data-dir>/<task>/ (start frames);
 writes `<run-dir>/<task>/ppo_seed<seed>/refined.pt`, `state.pt` (resume), `log.json`, TensorBoard.
@@ -90,6 +91,8 @@ class Args:
     """score the mean-action policy in imagination on held-out starts every this many iterations"""
     eval_episodes: int = 64
     """imagined episodes for that score"""
+    min_improvement: float = 0.05
+    """a refined policy replaces BC only if its held-out imagined success beats BC's by this much"""
     real_eval_every: int = 0
     """OPTIONAL, for learning curves only: real-env success every this many iterations (0: off);
     its real steps are counted and reported, never used for training"""
@@ -357,7 +360,8 @@ def main(args: Args) -> dict:
         if (it + 1) % args.eval_every == 0 or it + 1 == args.iterations:
             r = imagined_success(pi, wm, clf, heldout_starts, args.eval_episodes, horizon)
             row["imagined_heldout_success"] = r["success_rate"]
-            if r["success_rate"] > best["success_rate"]:
+            bc_rate = log["bc_imagined"]["success_rate"]
+            if r["success_rate"] > best["success_rate"] and r["success_rate"] >= bc_rate + args.min_improvement:
                 best = {"iteration": it + 1, "success_rate": r["success_rate"]}
                 common.save_checkpoint(out / "refined.pt", "ppo", config=pi.cfg, policy=pi.state_dict(),
                                        seed=args.seed, iteration=it + 1, imagined=r["success_rate"])

@@ -111,7 +111,12 @@ def markdown(results: dict) -> str:
         lines += ["", f"World model `{name}`, {f['horizon']}-step open loop from t0={f['t0']} "
                       f"({f['episodes']} held-out episodes): PSNR {np.mean(f['psnr_model']):.2f} dB "
                       f"(copy-last {np.mean(f['psnr_copy_last']):.2f}), SSIM {np.mean(f['ssim_model']):.3f} "
-                      f"(copy-last {np.mean(f['ssim_copy_last']):.3f})."]
+                      f"(copy-last {np.mean(f['ssim_copy_last']):.3f}).", "",
+                  "| step | " + " | ".join(str(h + 1) for h in range(f["horizon"])) + " |",
+                  "| --- |" + " --- |" * f["horizon"]]
+        for key, fmt in (("psnr_model", ".1f"), ("psnr_copy_last", ".1f"), ("ssim_model", ".3f"),
+                         ("ssim_copy_last", ".3f")):
+            lines.append(f"| {key} | " + " | ".join(format(v, fmt) for v in f[key]) + " |")
     return "\n".join(lines) + "\n"
 
 

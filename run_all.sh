@@ -14,7 +14,7 @@ SEED=${SEED:-0}
 if [ "$PROFILE" = gpu ]; then
   RES=64; DATA=data/gpu; RUNS=runs/gpu; WM_STEPS=30000; WM_CH="64 128 128 256"; ENVS=128; ITERS=40; DEV=cuda
 else
-  RES=48; DATA=data/cpu; RUNS=runs/cpu; WM_STEPS=1500; WM_CH="32 64 64 64"; ENVS=32; ITERS=12; DEV=auto
+  RES=48; DATA=data/cpu; RUNS=runs/cpu; WM_STEPS=2000; WM_CH="32 64 64 64"; ENVS=32; ITERS=12; DEV=auto
 fi
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 T0=$(date +%s)
