@@ -106,11 +106,14 @@ def coffee():
 
 def test_metaworld_frames_upright(coffee):
     f = coffee.reset(0).astype(int)
-    assert f.shape == (32, 32, 3) and f.dtype == np.int64
-    top, bottom = f[:4, 20:], f[-4:, 8:24]
-    # the grey back wall is at the top (R ~ G ~ B); the brown wooden table at the bottom (R > B)
-    assert np.abs(top[..., 0] - top[..., 2]).mean() < 15
-    assert (bottom[..., 0] - bottom[..., 2]).mean() > 25
+    assert f.shape == (32, 32, 3)
+    wall, table = f[:5, 20:], f[20:25, 4:28]
+    # the grey back wall is at the top right (R ~ G ~ B); the brown table below the middle (R > B).
+    # Upside down (the corner camera's raw output), the top right shows the brown table instead.
+    assert np.abs(wall[..., 0] - wall[..., 2]).mean() < 12
+    assert (table[..., 0] - table[..., 2]).mean() > 25
+    flipped = f[::-1][:5, 20:]
+    assert np.abs(flipped[..., 0] - flipped[..., 2]).mean() > 25
 
 
 def test_metaworld_seeded_reset_is_deterministic(coffee):
