@@ -209,12 +209,14 @@ def main(args: Args) -> dict:
         opt.zero_grad(set_to_none=True)
         nll.backward()
         opt.step()
+        if step == 0:
+            initial_nll = float(nll.item())
         if step % 20 == 0:
             bar.set_postfix(nll=f"{nll.item():.3f}", sigma=f"{pi.log_std.clamp(max=args.log_std_max).exp().mean():.3f}")
     out = args.run_dir / common.task_slug(args.task)
     common.save_checkpoint(out / "bc.pt", "bc", config=cfg, policy=pi.state_dict(), seed=args.seed,
                            final_nll=float(nll.item()))
-    report = {"final_nll": float(nll.item()), "num_demos": args.num_demos}
+    report = {"initial_nll": initial_nll, "final_nll": float(nll.item()), "num_demos": args.num_demos}
     if args.eval_episodes:
         r = evaluate_real(out / "bc.pt", args.task, cfg["env"], eval_seeds(args.eval_episodes), args.workers)
         r.pop("frames")

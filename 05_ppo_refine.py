@@ -355,7 +355,7 @@ def main(args: Args) -> dict:
         timing["update"] += time.time() - t0
         row = {"iteration": it + 1, "imagined_train_success": ep_success / max(ep_count, 1),
                "episodes": ep_count, "explained_variance": explained_var,
-               "sigma": float(pi.dist(b["obs"][:1]).stddev.mean()), **stats}
+               "sigma": float(pi.log_std.detach().clamp(max=pi.cfg["log_std_max"]).exp().mean()), **stats}
         # --- 3d. Stopping rule: held-out imagined success of the mean action ---
         if (it + 1) % args.eval_every == 0 or it + 1 == args.iterations:
             r = imagined_success(pi, wm, clf, heldout_starts, args.eval_episodes, horizon)

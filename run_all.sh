@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole World4RL pipeline on one task, stages 01 -> 06. Every stage reuses what is on
+# The whole World4RL pipeline on one task: 01 -> 04 -> 01 (policy rollouts) -> 02 -> 03 -> 05 -> 06. Every stage reuses what is on
 # disk, so rerunning after an interruption picks up where it stopped.
 #
 #   bash run_all.sh                       # CPU defaults (2 cores): coffee-pull, 48x48
@@ -20,14 +20,19 @@ log() { echo "[$(date +%H:%M:%S)] $*"; }
 T0=$(date +%s)
 stamp() { echo "$1 $(( $(date +%s) - T0 ))s" >> "$RUNS/stage_times.txt"; }
 mkdir -p "$RUNS"; : > "$RUNS/stage_times.txt"
+# The paper's data recipe: the world model and the classifier also see rollouts of the
+# imitation policy, so they know the states (and failures) of the policy being refined.
 log "01 collect";     python 01_collect.py --tasks "$TASK" --resolution $RES --data-dir $DATA --seed $SEED; stamp 01_collect
+log "04 bc";          [ -f $RUNS/$TASK/bc_eval.json ] || \
+                      python 04_bc.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --device $DEV --seed $SEED; stamp 04_bc
+log "01 collect policy rollouts"
+                      python 01_collect.py --tasks "$TASK" --resolution $RES --data-dir $DATA --seed $SEED \
+                        --policy $RUNS/$TASK/bc.pt --num-policy 150; stamp 01_collect_policy
 log "02 world model"; [ -f $RUNS/world_model_eval/world_model_fidelity.json ] || \
                       python 02_world_model.py --tasks "$TASK" --data-dir $DATA --run-dir $RUNS --steps $WM_STEPS \
                         --channels $WM_CH --device $DEV --seed $SEED; stamp 02_world_model
-log "03 reward";      [ -f $RUNS/$TASK/reward.pt ] || \
+log "03 reward";      [ -f $RUNS/$TASK/reward_metrics.json ] || \
                       python 03_reward.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --device $DEV --seed $SEED; stamp 03_reward
-log "04 bc";          [ -f $RUNS/$TASK/bc_eval.json ] || \
-                      python 04_bc.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --device $DEV --seed $SEED; stamp 04_bc
 log "05 ppo";         [ -f $RUNS/$TASK/ppo_seed$SEED/log.json ] || \
                       python 05_ppo_refine.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --num-envs $ENVS \
                         --iterations $ITERS --device $DEV --seed $SEED; stamp 05_ppo_refine
