@@ -117,12 +117,6 @@ def load_policy(path: Path) -> GaussianPolicy:
     return pi.eval()
 
 
-def stack_frames(frames: torch.Tensor, starts: torch.Tensor, t: torch.Tensor, S: int) -> torch.Tensor:
-    """Stacked frames x_{t-S+1..t} for samples (episode start offset, t), clamped at the start."""
-    idx = starts[:, None] + (t[:, None] + torch.arange(S)[None] - S + 1).clamp(min=0)
-    return frames[idx]  # (B, S, H, W, 3) uint8
-
-
 # --- 2. Real-environment evaluation (also used by stages 5 and 6) ---------------------------
 def _eval_worker(job: tuple) -> tuple[int, bool, int | None, np.ndarray | None]:
     path, spec, cfg, seed, keep_frames, deterministic = job
@@ -184,27 +178,23 @@ def main(args: Args) -> dict:
                     f"in {args.data_dir}; collect more with 01_collect.py --num-expert")
     rng = np.random.default_rng(args.seed)
     chosen = sorted(rng.choice(len(demos), args.num_demos, replace=False))
-    eps = [common.load_episode(demos[i]) for i in chosen]
-    frames = torch.from_numpy(np.concatenate([e["frames"] for e in eps]))
-    lengths = torch.tensor([len(e["actions"]) for e in eps])
-    starts = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), lengths[:-1] + 1]), 0)
-    index = torch.cat([torch.stack([torch.full((int(L),), i), torch.arange(int(L))], 1) for i, L in enumerate(lengths)])
-    actions = [torch.from_numpy(e["actions"]) for e in eps]
+    # The world model's sampler gives exactly what BC needs: the last S frames (clamped at the
+    # episode start) and the actions, whose last row is a_t.
+    data = wm_mod.Transitions([demos[i] for i in chosen], args.frame_stack)
     cfg = {"frame_stack": args.frame_stack, "channels": list(args.channels), "action_dim": int(meta["action_dim"]),
            "log_std_max": args.log_std_max, "resolution": int(meta["resolution"]), "task": args.task,
            "env": common.env_config_from_meta(meta).__dict__, "num_demos": args.num_demos}
     pi = GaussianPolicy(cfg).to(device)
     opt = torch.optim.Adam(pi.parameters(), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
-    print(f"BC: {args.num_demos} demonstrations, {len(index)} (frames, action) pairs")
+    print(f"BC: {args.num_demos} demonstrations, {len(data.index)} (frames, action) pairs")
     bar = tqdm(range(args.steps), desc="bc", unit="step")
     for step in bar:
-        ep, t = index[torch.randint(len(index), (args.batch_size,), generator=gen)].T
-        x = wm_mod.to_float(stack_frames(frames, starts[ep], t, args.frame_stack))  # (B, S, 3, H, W)
+        x, actions, _, _ = data.batch(args.batch_size, gen)  # x (B, S, 3, H, W), actions (B, S, D)
         x = F.pad(x.flatten(1, 2), (2,) * 4, mode="replicate")  # random-shift augmentation
         dx, dy = torch.randint(0, 5, (2,), generator=gen)
         x = x[..., dy:dy + cfg["resolution"], dx:dx + cfg["resolution"]].unflatten(1, (args.frame_stack, 3))
-        a = torch.stack([actions[i][j] for i, j in zip(ep.tolist(), t.tolist())]).to(device)
+        a = actions[:, -1].to(device)  # a_t, the expert's action at the newest frame
         nll = -pi.dist(x.to(device)).log_prob(a.clamp(-0.999, 0.999)).sum(-1).mean()  # Eq. 2
         opt.zero_grad(set_to_none=True)
         nll.backward()
