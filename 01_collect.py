@@ -13,9 +13,9 @@ rollouts. This script collects that recipe through an env adapter (`common.make_
 Each episode is one `.npz` (format in `common.py`); complete episodes already on disk are
 kept and skipped, so an interrupted run resumes. Reads nothing; writes `<data-dir>/`.
 
-    python 01_collect.py --tasks coffee-pull               # one task, the paper's 50/150/30
+    python 01_collect.py --tasks button-press              # one task, the paper's 50/150/30
     python 01_collect.py --tasks six --scale 0.2           # the six-task suite, 20% of it
-    python 01_collect.py --tasks coffee-pull --policy runs/coffee-pull/bc.pt --num-policy 150
+    python 01_collect.py --tasks button-press --policy runs/button-press/bc.pt --num-policy 150
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import common
 
 @dataclasses.dataclass
 class Args:
-    tasks: list[str] = dataclasses.field(default_factory=lambda: ["coffee-pull"])
+    tasks: list[str] = dataclasses.field(default_factory=lambda: ["button-press"])
     """Meta-World task names, suites (`six`, `mt10`), `gym:<id>` or `module:factory` specs"""
     data_dir: Path = Path("data")
     """where episodes and meta.json go (git-ignored)"""

@@ -16,7 +16,7 @@ Training is task-agnostic: no task id enters the model.
 Reads `<data-dir>/` (stage 1); writes `<run-dir>/world_model.pt` (+ TensorBoard logs) and,
 at the end, a fidelity report and a real|imagined video in `<run-dir>/world_model_eval/`.
 
-    python 02_world_model.py --tasks coffee-pull --data-dir data/cpu --run-dir runs/cpu
+    python 02_world_model.py --tasks button-press --data-dir data/cpu --run-dir runs/cpu
     python 02_world_model.py --tasks six --steps 50000 --channels 64 128 128 256 --device cuda
 """
 
@@ -39,7 +39,7 @@ import common
 
 @dataclasses.dataclass
 class Args:
-    tasks: list[str] = dataclasses.field(default_factory=lambda: ["coffee-pull"])
+    tasks: list[str] = dataclasses.field(default_factory=lambda: ["button-press"])
     """tasks whose episodes train the model (suites `six`, `mt10` allowed); no task id is used"""
     data_dir: Path = Path("data")
     """dataset written by 01_collect.py"""
@@ -330,8 +330,13 @@ class WorldModel:
 
 
 def load_world_model(path: Path, device: torch.device, num_steps: int | None = None,
-                     sampler: str | None = None) -> WorldModel:
+                     sampler: str | None = None, task: str | None = None) -> WorldModel:
+    """The EMA denoiser of a stage-2 checkpoint, ready to imagine. With `task`, refuse a model
+    that never saw that task (its imagination would be of another scene)."""
     ck = common.load_checkpoint(path, "world_model", "02_world_model.py")
+    if task is not None and task not in ck["config"]["tasks"]:
+        common.fail(f"{path} was trained on {ck['config']['tasks']}, not on '{task}'; train one that includes it "
+                    f"(02_world_model.py --tasks {task} ...) or point --run-dir elsewhere")
     D = Denoiser(ck["config"])
     D.load_state_dict(ck["ema"])
     return WorldModel(D, device, num_steps or ck["config"]["denoising_steps"], sampler or ck["config"]["sampler"])
@@ -427,6 +432,10 @@ def main(args: Args) -> dict:
             common.fail(f"{ckpt_path} was trained with another config; use another --out-name or delete it")
         D.load_state_dict(ck["model"]), ema.load_state_dict(ck["ema"]), opt.load_state_dict(ck["opt"])
         step = ck["step"]
+        fidelity_path = args.run_dir / "world_model_eval" / f"{args.out_name.removesuffix('.pt')}_fidelity.json"
+        if step >= args.steps and fidelity_path.exists():
+            print(f"{ckpt_path} is already trained to step {step} and evaluated; raise --steps to train on")
+            return json.loads(fidelity_path.read_text())
         print(f"resuming from {ckpt_path} at step {step}")
     n_params = sum(p.numel() for p in D.parameters())
     print(f"world model: {n_params / 1e6:.2f} M parameters, {len(train.index)} training transitions, "

@@ -15,7 +15,7 @@ frames it will actually see during refinement.
 Reads `<data-dir>/<task>/` (stage 1) and optionally `<run-dir>/world_model.pt` (stage 2);
 writes `<run-dir>/<task>/reward.pt` and `reward_metrics.json`.
 
-    python 03_reward.py --task coffee-pull --data-dir data/cpu --run-dir runs/cpu
+    python 03_reward.py --task button-press --data-dir data/cpu --run-dir runs/cpu
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import common
 
 @dataclasses.dataclass
 class Args:
-    task: str = "coffee-pull"
+    task: str = "button-press"
     """the task whose success is classified"""
     data_dir: Path = Path("data")
     """dataset written by 01_collect.py"""
@@ -163,7 +163,7 @@ def main(args: Args) -> dict:
     if args.imagined_frames:
         if not Path(wm_path).exists():
             common.fail(f"--imagined-frames needs a world model at {wm_path}; run 02_world_model.py first")
-        wm = wm_mod.load_world_model(Path(wm_path), device)
+        wm = wm_mod.load_world_model(Path(wm_path), device, task=args.task)
         im_x, im_y = [], []
         for i in tqdm(range(0, len(tr), 64), desc="imagine training episodes", leave=False):
             eps = tr[i:i + 64]
@@ -205,7 +205,7 @@ def main(args: Args) -> dict:
     out = args.run_dir / common.task_slug(args.task)
     common.save_checkpoint(out / "reward.pt", "reward", config=cfg, model=clf.state_dict(), seed=args.seed)
     if Path(wm_path).exists():
-        wm = wm_mod.load_world_model(Path(wm_path), device)
+        wm = wm_mod.load_world_model(Path(wm_path), device, task=args.task)
         report["imagined"] = imagined_agreement(clf, wm, te)
         r = report["imagined"]
         print(f"on imagined frames of held-out episodes: per-step agreement with real verdicts "

@@ -25,7 +25,7 @@ policy that looks worse than BC in imagination.
 Reads world_model.pt, <task>/reward.pt, <task>/bc.pt, <data-dir>/<task>/ (start frames);
 writes `<run-dir>/<task>/ppo_seed<seed>/refined.pt`, `state.pt` (resume), `log.json`, TensorBoard.
 
-    python 05_ppo_refine.py --task coffee-pull --data-dir data/cpu --run-dir runs/cpu
+    python 05_ppo_refine.py --task button-press --data-dir data/cpu --run-dir runs/cpu
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ bc_mod = common.import_stage("04_bc")
 
 @dataclasses.dataclass
 class Args:
-    task: str = "coffee-pull"
+    task: str = "button-press"
     """the task to refine on"""
     data_dir: Path = Path("data")
     """dataset of stage 1 (only first frames are used, as imagined start states)"""
@@ -61,7 +61,7 @@ class Args:
     """imagined episode length in decisions (0: the real episode length from the dataset)"""
     iterations: int = 12
     """PPO iterations (each: one rollout of `horizon` steps in all envs, then updates)"""
-    learning_rate: float = 3e-5
+    learning_rate: float = 1e-4
     """actor learning rate (small: the policy should move gradually)"""
     critic_lr: float = 3e-4
     """critic learning rate"""
@@ -304,7 +304,7 @@ def main(args: Args) -> dict:
     device = common.pick_device(args.device)
     task_dir = args.run_dir / common.task_slug(args.task)
     out = task_dir / f"ppo_seed{args.seed}"
-    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device)
+    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task)
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device)
     pi = bc_mod.load_policy(task_dir / "bc.pt").to(device)
     meta = common.read_meta(args.data_dir)

@@ -12,7 +12,7 @@ and of real | imagined.
 Reads the checkpoints of stages 2-5 and `<data-dir>/<task>/`; writes
 `<run-dir>/<task>/eval/results.json`, `results.md` and videos.
 
-    python 06_eval.py --task coffee-pull --data-dir data/cpu --run-dir runs/cpu --episodes 100
+    python 06_eval.py --task button-press --data-dir data/cpu --run-dir runs/cpu --episodes 100
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ ppo_mod = common.import_stage("05_ppo_refine")
 
 @dataclasses.dataclass
 class Args:
-    task: str = "coffee-pull"
+    task: str = "button-press"
     """the task to evaluate on"""
     data_dir: Path = Path("data")
     """dataset of stage 1 (held-out episodes and start frames)"""
@@ -75,6 +75,16 @@ def simulator_gap(real: dict, imagined: dict) -> dict:
             "trusted": bool(il <= rh and rl <= ih)}
 
 
+def compare_to_bc(bc: dict, refined: dict) -> dict:
+    """The headline for one refined policy, on the same seeded real episodes as BC: the gain in
+    points, whether the two 95% intervals are disjoint (a clear improvement), and whether it fell
+    below BC by more than BC's interval (refinement that went backwards)."""
+    (bl, bh), (rl, rh) = bc["ci95"], refined["ci95"]
+    gain = refined["success_rate"] - bc["success_rate"]
+    return {"gain": gain, "improved": bool(rl > bh), "worse": bool(refined["success_rate"] < bl),
+            "intervals_overlap": bool(rl <= bh and bl <= rh)}
+
+
 def save_rollout_video(path: Path, frames: list[np.ndarray], scale: int = 4) -> None:
     import imageio.v2 as imageio
 
@@ -101,6 +111,24 @@ def markdown(results: dict) -> str:
                    f"{g['success_gap']:+.1%}{'' if g['trusted'] else ' (intervals do not overlap)'}")
         lines.append(f"| {name} | {re['successes']}/{re['episodes']} = {re['success_rate']:.1%} | "
                      f"{re['ci95'][0]:.1%}-{re['ci95'][1]:.1%} | {steps} | {ims} |")
+    if results.get("vs_bc"):
+        lines += ["", "| refined policy | real gain over BC | verdict |", "| --- | --- | --- |"]
+        for name, c in results["vs_bc"].items():
+            verdict = ("better: the 95% intervals do not overlap" if c["improved"] else
+                       "worse: below BC's 95% interval" if c["worse"] else "not distinguishable from BC")
+            lines.append(f"| {name} | {c['gain'] * 100:+.1f} points | {verdict} |")
+    for name, c in results.get("ppo_curves", {}).items():
+        its = c["iterations"]
+        lines += ["", f"Refinement `{name}` in imagination (iteration 0 = BC; kept: iteration {c['kept']}; "
+                      f"{c['imagined_steps_per_s']:.1f} imagined steps/s; time share "
+                      + ", ".join(f"{k} {v:.0%}" for k, v in c["time_share"].items()) + "):", "",
+                  "| iteration | " + " | ".join(str(r["iteration"]) for r in its) + " |",
+                  "| --- |" + " --- |" * len(its),
+                  "| imagined success, training (sampled actions) | "
+                  + " | ".join(f"{r['imagined_train_success']:.2f}" if "imagined_train_success" in r else "-" for r in its) + " |",
+                  "| imagined success, held-out starts (mean action) | "
+                  + " | ".join(f"{r['imagined_heldout_success']:.2f}" if "imagined_heldout_success" in r else "-"
+                               for r in its) + " |"]
     if "classifier_agreement" in results:
         a = results["classifier_agreement"]
         lines += ["", f"Classifier on imagined vs real frames of {a['episodes']} held-out episodes replayed "
@@ -132,7 +160,7 @@ def main(args: Args) -> dict:
     seeds = bc_mod.eval_seeds(args.episodes, offset=args.seed * 100_000)
     results: dict = {"task": args.task, "episodes": args.episodes, "policies": {}, "fidelity": {}}
     wm_path = args.run_dir / "world_model.pt"
-    wm = wm_mod.load_world_model(wm_path, device) if wm_path.exists() else None
+    wm = wm_mod.load_world_model(wm_path, device, task=args.task) if wm_path.exists() else None
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device) if (task_dir / "reward.pt").exists() else None
     heldout = [common.load_episode(p) for p in common.list_episodes(args.data_dir, [args.task], split="heldout")]
 
@@ -156,11 +184,23 @@ def main(args: Args) -> dict:
         print(f"{name}: real {r['success_rate']:.1%} ({r['ci95'][0]:.1%}-{r['ci95'][1]:.1%})"
               + (f", imagined {im['success_rate']:.1%}" if "imagined" in results["policies"][name] else ""))
 
+    for log_path in sorted(task_dir.glob("ppo_seed*/log.json")):
+        lg = json.loads(log_path.read_text())
+        if "best" in lg:  # a finished run
+            its = [{"iteration": 0, "imagined_heldout_success": lg["bc_imagined"]["success_rate"]}, *lg["iterations"]]
+            results.setdefault("ppo_curves", {})[log_path.parent.name] = {
+                "iterations": its, "kept": lg["best"]["iteration"], "time_share": lg["time_share"],
+                "imagined_steps_per_s": lg["imagined_steps_per_s"]}
+    bc_name = label(task_dir / "bc.pt", task_dir)
+    if bc_name in results["policies"]:
+        results["vs_bc"] = {n: compare_to_bc(results["policies"][bc_name]["real"], r["real"])
+                            for n, r in results["policies"].items() if n != bc_name}
+
     # --- 3. Classifier agreement and world-model fidelity on held-out episodes ---
     if wm is not None and clf is not None:
         results["classifier_agreement"] = reward_mod.imagined_agreement(clf, wm, heldout)
     for ck in sorted(args.run_dir.glob("world_model*.pt")):
-        m = wm_mod.load_world_model(ck, device)
+        m = wm_mod.load_world_model(ck, device, task=args.task)
         L = min(len(e["actions"]) for e in heldout)
         H = min(args.fidelity_horizon, L)
         results["fidelity"][ck.stem] = wm_mod.evaluate_fidelity(m, heldout, H, 0)

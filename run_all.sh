@@ -2,13 +2,16 @@
 # The whole World4RL pipeline on one task: 01 -> 04 -> 01 (policy rollouts) -> 02 -> 03 -> 05 -> 06. Every stage reuses what is on
 # disk, so rerunning after an interruption picks up where it stopped.
 #
-#   bash run_all.sh                       # CPU defaults (2 cores): coffee-pull, 48x48
-#   TASK=lever-pull bash run_all.sh       # another Meta-World task
+#   bash run_all.sh                       # CPU defaults (2 cores): button-press, 48x48, BC from 2 demos
+#   TASK=coffee-pull DEMOS=20 bash run_all.sh   # another Meta-World task (pick DEMOS so BC leaves room)
+#   PPO_SEEDS="0 1 2" bash run_all.sh     # several refinement seeds (06 compares them all with BC)
 #   PROFILE=gpu bash run_all.sh           # the larger configuration (64x64, longer training)
 set -euo pipefail
 cd "$(dirname "$0")"
 export MUJOCO_GL=${MUJOCO_GL:-egl}
-TASK=${TASK:-coffee-pull}
+TASK=${TASK:-button-press}
+DEMOS=${DEMOS:-2}
+PPO_SEEDS=${PPO_SEEDS:-0}
 PROFILE=${PROFILE:-cpu}
 SEED=${SEED:-0}
 if [ "$PROFILE" = gpu ]; then
@@ -24,17 +27,19 @@ mkdir -p "$RUNS"; : > "$RUNS/stage_times.txt"
 # imitation policy, so they know the states (and failures) of the policy being refined.
 log "01 collect";     python 01_collect.py --tasks "$TASK" --resolution $RES --data-dir $DATA --seed $SEED; stamp 01_collect
 log "04 bc";          [ -f $RUNS/$TASK/bc_eval.json ] || \
-                      python 04_bc.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --device $DEV --seed $SEED; stamp 04_bc
+                      python 04_bc.py --task "$TASK" --num-demos $DEMOS --data-dir $DATA --run-dir $RUNS --device $DEV --seed $SEED; stamp 04_bc
 log "01 collect policy rollouts"
                       python 01_collect.py --tasks "$TASK" --resolution $RES --data-dir $DATA --seed $SEED \
                         --policy $RUNS/$TASK/bc.pt --num-policy 150; stamp 01_collect_policy
-log "02 world model"; [ -f $RUNS/world_model_eval/world_model_fidelity.json ] || \
+log "02 world model"  # resumes, or returns at once if already trained and evaluated
                       python 02_world_model.py --tasks "$TASK" --data-dir $DATA --run-dir $RUNS --steps $WM_STEPS \
                         --channels $WM_CH --device $DEV --seed $SEED; stamp 02_world_model
 log "03 reward";      [ -f $RUNS/$TASK/reward_metrics.json ] || \
                       python 03_reward.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --device $DEV --seed $SEED; stamp 03_reward
-log "05 ppo";         [ -f $RUNS/$TASK/ppo_seed$SEED/log.json ] || \
+for S in $PPO_SEEDS; do
+  log "05 ppo (seed $S)"; [ -f $RUNS/$TASK/ppo_seed$S/log.json ] || \
                       python 05_ppo_refine.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --num-envs $ENVS \
-                        --iterations $ITERS --device $DEV --seed $SEED; stamp 05_ppo_refine
+                        --iterations $ITERS --device $DEV --seed $S; stamp 05_ppo_refine_seed$S
+done
 log "06 eval";        python 06_eval.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --device $DEV; stamp 06_eval
 log "done: $RUNS/$TASK/eval/results.md"; cat "$RUNS/stage_times.txt"

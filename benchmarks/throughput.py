@@ -6,7 +6,7 @@
 2. Imagination (with `--world-model`): imagined transitions/s of the world model stepped in
    batch, next to the real simulator's transitions/s.
 
-    python benchmarks/throughput.py --task coffee-pull --resolution 48 --episodes 10
+    python benchmarks/throughput.py --task button-press --resolution 48 --episodes 10
     python benchmarks/throughput.py --world-model runs/cpu/world_model.pt --resolution 48
 """
 
@@ -29,7 +29,7 @@ import common  # noqa: E402
 
 @dataclasses.dataclass
 class Args:
-    task: str = "coffee-pull"
+    task: str = "button-press"
     """Meta-World task"""
     resolution: int = 48
     """frame size"""

@@ -107,6 +107,18 @@ def test_wilson_interval():
     assert common.wilson_interval(0, 10)[0] == 0.0
 
 
+def test_compare_to_bc_verdicts():
+    ev = stage("06_eval")
+    rate = lambda k, n: {"success_rate": k / n, "ci95": common.wilson_interval(k, n)}  # noqa: E731
+    bc = rate(32, 100)  # 95% CI 23.7%-41.7%
+    up = ev.compare_to_bc(bc, rate(55, 100))  # 45.2%-64.4%: disjoint from BC's interval
+    assert up["improved"] and not up["worse"] and not up["intervals_overlap"] and abs(up["gain"] - 0.23) < 1e-9
+    same = ev.compare_to_bc(bc, rate(40, 100))
+    assert not same["improved"] and not same["worse"] and same["intervals_overlap"]
+    down = ev.compare_to_bc(bc, rate(20, 100))  # below BC's lower bound 23.7%
+    assert down["worse"] and not down["improved"]
+
+
 def test_psnr_ssim():
     a = torch.zeros(1, 3, 16, 16)
     assert wm.ssim(a, a).item() == pytest.approx(1.0, abs=1e-6)

@@ -38,6 +38,17 @@ def test_all_six_stages(tmp_path):
     assert 0 <= saved["classifier_agreement"]["per_step_agreement"] <= 1
     assert (t / "eval" / "results.md").read_text().startswith("###")
     assert res["task"] == TINY
+    assert set(saved["vs_bc"]) == {"ppo_seed0/refined"} and "real gain over BC" in (t / "eval" / "results.md").read_text()
+    # a second run of stage 2 returns at once with the saved report instead of retraining
+    again = wm_mod.main(wm_mod.Args(tasks=[TINY], data_dir=d, run_dir=r, history=2, channels=(8, 16), cond_dim=32,
+                                    steps=30, eval_horizon=4))
+    assert again["step"] == 30 and again == json.loads((r / "world_model_eval" / "world_model_fidelity.json").read_text())
+    # a world model of another task is refused by the stages that imagine with it
+    try:
+        wm_mod.load_world_model(r / "world_model.pt", torch.device("cpu"), task="button-press")
+        raise AssertionError("a world model of another task was accepted")
+    except common.UserError as e:
+        assert "not on 'button-press'" in str(e)
     # a checkpoint from another stage is refused with a clear message
     try:
         bc_mod.load_policy(t / "reward.pt")
