@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export MUJOCO_GL=${MUJOCO_GL:-egl}
+[ -t 2 ] || export TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}  # into a log file: a progress line every 30 s, not every update
 TASK=${TASK:-button-press}
 DEMOS=${DEMOS:-2}
 PPO_SEEDS=${PPO_SEEDS:-0}
