@@ -167,7 +167,7 @@ def main(args: Args) -> dict:
         for task, _, ok, n in bar:
             n_frames += n
             stats.setdefault(task, []).append(ok)
-            bar.set_postfix(fps=f"{n_frames / (time.time() - t0):.0f}")
+            bar.set_postfix(fps=f"{n_frames / (time.time() - t0):.0f}", refresh=False)
     dt = time.time() - t0
     for task, oks in stats.items():
         print(f"{task}: {len(oks)} new episodes, {np.mean(oks):.0%} successful")

@@ -469,7 +469,7 @@ def main(args: Args) -> dict:
         samples += args.batch_size
         sps = samples / (time.time() - t_start)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{sps:.0f}")
+        bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{sps:.0f}", refresh=False)
         if writer and step % 20 == 0:
             writer.add_scalar("losses/denoising", loss.item(), step)
             writer.add_scalar("charts/samples_per_s", sps, step)

@@ -191,7 +191,7 @@ def main(args: Args) -> dict:
         loss.backward()
         opt.step()
         if step % 20 == 0:
-            bar.set_postfix(bce=f"{loss.item():.4f}")
+            bar.set_postfix(bce=f"{loss.item():.4f}", refresh=False)
     clf.eval()
     cat = lambda eps, k: np.concatenate([e[k] for e in eps])  # noqa: E731
     p_val, y_val = predict(clf, cat(va, "frames"), device), cat(va, "success")

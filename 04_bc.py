@@ -152,7 +152,7 @@ def evaluate_real(policy_path: Path, spec: str, env_cfg: dict, seeds: list[int],
         bar = tqdm(pool.imap_unordered(_eval_worker, jobs), total=len(jobs), desc=desc, unit="ep")
         for seed, ok, first, frames in bar:
             results[seed] = (ok, first, frames)
-            bar.set_postfix(success=f"{np.mean([r[0] for r in results.values()]):.2f}")
+            bar.set_postfix(success=f"{np.mean([r[0] for r in results.values()]):.2f}", refresh=False)
     ordered = [results[s] for s in seeds]
     k = sum(r[0] for r in ordered)
     steps = [r[1] for r in ordered if r[1] is not None]
@@ -204,7 +204,8 @@ def main(args: Args) -> dict:
         if step == 0:
             initial_nll = float(nll.item())
         if step % 20 == 0:
-            bar.set_postfix(nll=f"{nll.item():.3f}", sigma=f"{pi.log_std.clamp(max=args.log_std_max).exp().mean():.3f}")
+            sigma = pi.log_std.clamp(max=args.log_std_max).exp().mean()
+            bar.set_postfix(nll=f"{nll.item():.3f}", sigma=f"{sigma:.3f}", refresh=False)
     out = args.run_dir / common.task_slug(args.task)
     common.save_checkpoint(out / "bc.pt", "bc", config=cfg, policy=pi.state_dict(), seed=args.seed,
                            final_nll=float(nll.item()))

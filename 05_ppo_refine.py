@@ -358,7 +358,9 @@ def main(args: Args) -> dict:
                "sigma": float(pi.log_std.detach().clamp(max=pi.cfg["log_std_max"]).exp().mean()), **stats}
         # --- 3d. Stopping rule: held-out imagined success of the mean action ---
         if (it + 1) % args.eval_every == 0 or it + 1 == args.iterations:
+            t0 = time.time()
             r = imagined_success(pi, wm, clf, heldout_starts, args.eval_episodes, horizon)
+            timing["stopping_rule_eval"] = timing.get("stopping_rule_eval", 0.0) + time.time() - t0
             row["imagined_heldout_success"] = r["success_rate"]
             bc_rate = log["bc_imagined"]["success_rate"]
             if r["success_rate"] > best["success_rate"] and r["success_rate"] >= bc_rate + args.min_improvement:
