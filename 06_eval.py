@@ -75,6 +75,29 @@ def simulator_gap(real: dict, imagined: dict) -> dict:
             "trusted": bool(il <= rh and rl <= ih)}
 
 
+def paired_gap(policy_path: Path, pi, wm, clf, heldout: list[dict], task: str, workers: int) -> dict:
+    """The same policy from the *same* starts in both worlds: each held-out episode's reset seed in
+    the real env, and its first frame in imagination. Returns the 2x2 table of outcomes, so a gap
+    is seen per start (e.g. real near misses that imagination scores as successes), not only on
+    average. `starts_reproduced` counts the seeds whose real first frame equals the stored one
+    (an adapter whose reset is not reproducible, like a real robot, makes this table meaningless)."""
+    seeds = [int(e["seed"]) for e in heldout]
+    real = bc_mod.evaluate_real(policy_path, task, pi.cfg["env"], seeds, workers, keep_frames=len(seeds),
+                                desc="real, held-out starts")
+    same = sum(bool(np.array_equal(f[0], e["frames"][0])) for f, e in zip(real["frames"], heldout))
+    starts = torch.from_numpy(np.stack([e["frames"][0] for e in heldout]))
+    im = ppo_mod.imagined_success(pi, wm, clf, starts, len(heldout), int(pi.cfg["env"]["max_steps"]))
+    r_ok = [s is not None for s in real["steps_to_success"]]
+    i_ok = [s is not None for s in im["steps_to_success"]]
+    table = {f"real_{'success' if r else 'fail'}_imagined_{'success' if i else 'fail'}": 0
+             for r in (True, False) for i in (True, False)}
+    for r, i in zip(r_ok, i_ok):
+        table[f"real_{'success' if r else 'fail'}_imagined_{'success' if i else 'fail'}"] += 1
+    return {"episodes": len(heldout), "starts_reproduced": same, "real_successes": sum(r_ok),
+            "imagined_successes": sum(i_ok), "table": table,
+            "agreement": sum(r == i for r, i in zip(r_ok, i_ok)) / max(len(heldout), 1)}
+
+
 def compare_to_bc(bc: dict, refined: dict) -> dict:
     """The headline for one refined policy, on the same seeded real episodes as BC: the gain in
     points, whether the two 95% intervals are disjoint (a clear improvement), and whether it fell
@@ -111,6 +134,17 @@ def markdown(results: dict) -> str:
                    f"{g['success_gap']:+.1%}{'' if g['trusted'] else ' (intervals do not overlap)'}")
         lines.append(f"| {name} | {re['successes']}/{re['episodes']} = {re['success_rate']:.1%} | "
                      f"{re['ci95'][0]:.1%}-{re['ci95'][1]:.1%} | {steps} | {ims} |")
+    paired = {n: r["paired"] for n, r in results["policies"].items() if "paired" in r}
+    if paired:
+        lines += ["", "The same starts in both worlds (each held-out episode's seed in the real env, its first frame "
+                      "in imagination):", "",
+                  "| policy | starts | real successes | imagined successes | real fail, imagined success | "
+                  "real success, imagined fail | agreement |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for n, q in paired.items():
+            t = q["table"]
+            lines.append(f"| {n} | {q['episodes']} ({q['starts_reproduced']} reproduced) | {q['real_successes']} | "
+                         f"{q['imagined_successes']} | {t['real_fail_imagined_success']} | "
+                         f"{t['real_success_imagined_fail']} | {q['agreement']:.0%} |")
     if results.get("vs_bc"):
         lines += ["", "| refined policy | real gain over BC | verdict |", "| --- | --- | --- |"]
         for name, c in results["vs_bc"].items():
@@ -181,6 +215,7 @@ def main(args: Args) -> dict:
                                           int(pi.cfg["env"]["max_steps"]))
             results["policies"][name]["imagined"] = im
             results["policies"][name]["gap"] = simulator_gap(r, im)
+            results["policies"][name]["paired"] = paired_gap(p, pi, wm, clf, heldout, args.task, args.workers)
         print(f"{name}: real {r['success_rate']:.1%} ({r['ci95'][0]:.1%}-{r['ci95'][1]:.1%})"
               + (f", imagined {im['success_rate']:.1%}" if "imagined" in results["policies"][name] else ""))
 

@@ -34,6 +34,8 @@ def test_all_six_stages(tmp_path):
     for p in saved["policies"].values():
         assert 0 <= p["real"]["success_rate"] <= 1 and p["real"]["episodes"] == 6
         assert 0 <= p["imagined"]["success_rate"] <= 1
+        q = p["paired"]  # same starts in both worlds: every seed reproduces its stored first frame
+        assert q["starts_reproduced"] == q["episodes"] > 0 and sum(q["table"].values()) == q["episodes"]
     assert np.isfinite(saved["fidelity"]["world_model"]["psnr_model"]).all()
     assert 0 <= saved["classifier_agreement"]["per_step_agreement"] <= 1
     assert (t / "eval" / "results.md").read_text().startswith("###")
