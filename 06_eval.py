@@ -93,7 +93,12 @@ def paired_gap(policy_path: Path, pi, wm, clf, heldout: list[dict], task: str, w
              for r in (True, False) for i in (True, False)}
     for r, i in zip(r_ok, i_ok):
         table[f"real_{'success' if r else 'fail'}_imagined_{'success' if i else 'fail'}"] += 1
+    # Is the classifier fooled by the real frames of real failures? (If not, the gap is the world model's.)
+    dev = next(clf.parameters()).device
+    fooled = sum(bool(reward_mod.predict(clf, f, dev).max() >= clf.cfg["threshold"])
+                 for f, ok in zip(real["frames"], r_ok) if not ok)
     return {"episodes": len(heldout), "starts_reproduced": same, "real_successes": sum(r_ok),
+            "classifier_fires_on_real_failures": fooled,
             "imagined_successes": sum(i_ok), "table": table,
             "agreement": sum(r == i for r, i in zip(r_ok, i_ok)) / max(len(heldout), 1)}
 
@@ -139,12 +144,14 @@ def markdown(results: dict) -> str:
         lines += ["", "The same starts in both worlds (each held-out episode's seed in the real env, its first frame "
                       "in imagination):", "",
                   "| policy | starts | real successes | imagined successes | real fail, imagined success | "
-                  "real success, imagined fail | agreement |", "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "real success, imagined fail | agreement | classifier fires on real frames of real failures |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for n, q in paired.items():
             t = q["table"]
             lines.append(f"| {n} | {q['episodes']} ({q['starts_reproduced']} reproduced) | {q['real_successes']} | "
                          f"{q['imagined_successes']} | {t['real_fail_imagined_success']} | "
-                         f"{t['real_success_imagined_fail']} | {q['agreement']:.0%} |")
+                         f"{t['real_success_imagined_fail']} | {q['agreement']:.0%} | "
+                         f"{q['classifier_fires_on_real_failures']} of {q['episodes'] - q['real_successes']} |")
     if results.get("vs_bc"):
         lines += ["", "| refined policy | real gain over BC | verdict |", "| --- | --- | --- |"]
         for name, c in results["vs_bc"].items():
