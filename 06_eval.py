@@ -89,10 +89,10 @@ def paired_gap(policy_path: Path, pi, wm, clf, heldout: list[dict], task: str, w
     im = ppo_mod.imagined_success(pi, wm, clf, starts, len(heldout), int(pi.cfg["env"]["max_steps"]))
     r_ok = [s is not None for s in real["steps_to_success"]]
     i_ok = [s is not None for s in im["steps_to_success"]]
-    table = {f"real_{'success' if r else 'fail'}_imagined_{'success' if i else 'fail'}": 0
-             for r in (True, False) for i in (True, False)}
+    cell = lambda r, i: f"real_{'success' if r else 'fail'}_imagined_{'success' if i else 'fail'}"  # noqa: E731
+    table = {cell(r, i): 0 for r in (True, False) for i in (True, False)}
     for r, i in zip(r_ok, i_ok):
-        table[f"real_{'success' if r else 'fail'}_imagined_{'success' if i else 'fail'}"] += 1
+        table[cell(r, i)] += 1
     # Is the classifier fooled by the real frames of real failures? (If not, the gap is the world model's.)
     dev = next(clf.parameters()).device
     fooled = sum(bool(reward_mod.predict(clf, f, dev).max() >= clf.cfg["threshold"])
