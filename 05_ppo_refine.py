@@ -61,6 +61,8 @@ class Args:
     """imagined episode length in decisions (0: the real episode length from the dataset)"""
     iterations: int = 12
     """PPO iterations (each: one rollout of `horizon` steps in all envs, then updates)"""
+    max_minutes: float = 0.0
+    """stop after the iteration that passes this many minutes (0: no time limit); that iteration is scored"""
     learning_rate: float = 1e-4
     """actor learning rate (small: the policy should move gradually)"""
     critic_lr: float = 3e-4
@@ -356,8 +358,9 @@ def main(args: Args) -> dict:
         row = {"iteration": it + 1, "imagined_train_success": ep_success / max(ep_count, 1),
                "episodes": ep_count, "explained_variance": explained_var,
                "sigma": float(pi.log_std.detach().clamp(max=pi.cfg["log_std_max"]).exp().mean()), **stats}
+        out_of_time = bool(args.max_minutes) and time.time() - t_start > args.max_minutes * 60
         # --- 3d. Stopping rule: held-out imagined success of the mean action ---
-        if (it + 1) % args.eval_every == 0 or it + 1 == args.iterations:
+        if (it + 1) % args.eval_every == 0 or it + 1 == args.iterations or out_of_time:
             t0 = time.time()
             r = imagined_success(pi, wm, clf, heldout_starts, args.eval_episodes, horizon)
             timing["stopping_rule_eval"] = timing.get("stopping_rule_eval", 0.0) + time.time() - t0
@@ -386,6 +389,10 @@ def main(args: Args) -> dict:
         common.save_checkpoint(out / "state.pt", "ppo_state", policy=pi.state_dict(), critic=critic.state_dict(),
                                opt_pi=opt_pi.state_dict(), opt_v=opt_v.state_dict(), iteration=it + 1,
                                best=best, log=json.dumps(log), seed=args.seed)
+        if out_of_time:
+            print(f"time budget of {args.max_minutes} min reached after iteration {it + 1}")
+            break
+    bar.close()
     total = time.time() - t_start
     timing.update(env.timing)
     log["best"] = best
