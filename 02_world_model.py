@@ -396,14 +396,10 @@ def evaluate_fidelity(wm: WorldModel, episodes: list[dict], H: int = 16, t0: int
 
 def write_video(path: Path, real: torch.Tensor, imagined: torch.Tensor, scale: int = 4, fps: int = 8) -> None:
     """A side-by-side video: real | imagined, episodes stacked vertically. Inputs (N, H, 3, h, w)."""
-    import imageio.v2 as imageio
-
     both = torch.cat([real, imagined], dim=-1)  # (N, H, 3, h, 2w)
     grid = torch.cat(list(both), dim=-2)  # (H, 3, N*h, 2w)
     frames = to_uint8(grid).numpy().repeat(scale, 1).repeat(scale, 2)
-    tmp = Path(path).with_name("tmp_" + Path(path).name)
-    imageio.mimsave(tmp, list(frames), fps=fps)
-    tmp.replace(path)
+    common.save_video(path, list(frames), fps)
 
 
 # --- 8. Training ------------------------------------------------------------------------

@@ -114,14 +114,10 @@ def compare_to_bc(bc: dict, refined: dict) -> dict:
 
 
 def save_rollout_video(path: Path, frames: list[np.ndarray], scale: int = 4) -> None:
-    import imageio.v2 as imageio
-
     L = max(len(f) for f in frames)
     padded = [np.concatenate([f, np.repeat(f[-1:], L - len(f), 0)]) for f in frames]  # hold the last frame
     grid = np.concatenate(padded, axis=2).repeat(scale, 1).repeat(scale, 2)  # episodes side by side
-    tmp = path.with_name("tmp_" + path.name)
-    imageio.mimsave(tmp, list(grid), fps=8)
-    tmp.replace(path)
+    common.save_video(path, list(grid), fps=8)
 
 
 def markdown(results: dict) -> str:

@@ -328,6 +328,23 @@ def atomic_write(path: Path, write: Callable[[Any], None], binary: bool = True) 
     os.replace(tmp, path)
 
 
+def save_video(path: Path, frames: list, fps: int = 8) -> bool:
+    """Write (H, W, 3) uint8 frames as an mp4 through a temporary name. Without an ffmpeg backend
+    (`pip install imageio-ffmpeg`) say so in one line and go on: a video is never worth a crash."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    tmp = path.with_name("tmp_" + path.name)  # keeps the .mp4 suffix: imageio picks its writer by it
+    try:
+        imageio.mimsave(tmp, list(frames), fps=fps, format="FFMPEG")
+    except Exception as e:  # noqa: BLE001  (missing plugin, codec, or disk: all mean "no video")
+        tmp.unlink(missing_ok=True)
+        print(f"warning: video {path} not written ({type(e).__name__}: {e}); is imageio-ffmpeg installed?")
+        return False
+    os.replace(tmp, path)
+    return True
+
+
 def episode_path(data_dir: Path, task: str, source: str, index: int) -> Path:
     return Path(data_dir) / task_slug(task) / f"{source}_{index:04d}.npz"
 

@@ -5,20 +5,25 @@
 #   bash run_all.sh                       # CPU defaults (2 cores): button-press, 48x48, BC from 2 demos
 #   TASK=coffee-pull DEMOS=20 bash run_all.sh   # another Meta-World task (pick DEMOS so BC leaves room)
 #   PPO_SEEDS="0 1 2" bash run_all.sh     # several refinement seeds (06 compares them all with BC)
-#   PROFILE=gpu bash run_all.sh           # the larger configuration (64x64, longer training)
+#   PROFILE=gpu bash run_all.sh           # one GPU: same data and models, ~12x the world-model samples, ~40x the
+#                                         # imagined PPO transitions, 3 PPO seeds (stages 2 and 5 as the README's "GPU run")
 set -euo pipefail
 cd "$(dirname "$0")"
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 [ -t 2 ] || export TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}  # into a log file: a progress line every 30 s, not every update
 TASK=${TASK:-button-press}
 DEMOS=${DEMOS:-2}
-PPO_SEEDS=${PPO_SEEDS:-0}
 PROFILE=${PROFILE:-cpu}
 SEED=${SEED:-0}
+# Both profiles share the data (48x48) and the model sizes; the GPU one buys samples: 3x the steps at a 4x batch
+# for the world model, 8x the imagined episodes per PPO iteration and 5x the iterations.
+RES=48; DATA=data/cpu; WM_CH="32 64 64 64"
 if [ "$PROFILE" = gpu ]; then
-  RES=64; DATA=data/gpu; RUNS=runs/gpu; WM_STEPS=30000; WM_CH="64 128 128 256"; ENVS=128; ITERS=40; DEV=cuda
+  RUNS=runs/gpu; WM_STEPS=6000; WM_BATCH=128; ENVS=256; ITERS=60; EVAL_EVERY=4; EVAL_EPS=128; DEV=cuda
+  PPO_SEEDS=${PPO_SEEDS:-"0 1 2"}
 else
-  RES=48; DATA=data/cpu; RUNS=runs/cpu; WM_STEPS=2000; WM_CH="32 64 64 64"; ENVS=32; ITERS=12; DEV=auto
+  RUNS=runs/cpu; WM_STEPS=2000; WM_BATCH=32; ENVS=32; ITERS=12; EVAL_EVERY=2; EVAL_EPS=64; DEV=auto
+  PPO_SEEDS=${PPO_SEEDS:-0}
 fi
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 T0=$(date +%s)
@@ -34,13 +39,13 @@ log "01 collect policy rollouts"
                         --policy $RUNS/$TASK/bc.pt --num-policy 150; stamp 01_collect_policy
 log "02 world model"  # resumes, or returns at once if already trained and evaluated
                       python 02_world_model.py --tasks "$TASK" --data-dir $DATA --run-dir $RUNS --steps $WM_STEPS \
-                        --channels $WM_CH --device $DEV --seed $SEED; stamp 02_world_model
+                        --batch-size $WM_BATCH --channels $WM_CH --device $DEV --seed $SEED; stamp 02_world_model
 log "03 reward";      [ -f $RUNS/$TASK/reward_metrics.json ] || \
                       python 03_reward.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --device $DEV --seed $SEED; stamp 03_reward
 for S in $PPO_SEEDS; do
   log "05 ppo (seed $S)"; [ -f $RUNS/$TASK/ppo_seed$S/log.json ] || \
                       python 05_ppo_refine.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --num-envs $ENVS \
-                        --iterations $ITERS --device $DEV --seed $S; stamp 05_ppo_refine_seed$S
+                        --iterations $ITERS --eval-every $EVAL_EVERY --eval-episodes $EVAL_EPS --device $DEV --seed $S; stamp 05_ppo_refine_seed$S
 done
 log "06 eval";        python 06_eval.py --task "$TASK" --data-dir $DATA --run-dir $RUNS --device $DEV; stamp 06_eval
 log "done: $RUNS/$TASK/eval/results.md"; cat "$RUNS/stage_times.txt"

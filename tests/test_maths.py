@@ -125,3 +125,19 @@ def test_psnr_ssim():
     b = a + 0.2  # error 0.1 on the [0, 1] scale -> 20 dB
     assert wm.psnr(a, b).item() == pytest.approx(20.0, abs=1e-4)
     assert np.isfinite(wm.ssim(a, torch.rand(1, 3, 16, 16)).item())
+
+
+def test_save_video_never_crashes_or_leaves_a_half_file(tmp_path, monkeypatch):
+    import imageio.v2 as imageio
+
+    frames = [np.full((8, 8, 3), i * 20, np.uint8) for i in range(6)]
+    assert common.save_video(tmp_path / "ok.mp4", frames)
+    assert (tmp_path / "ok.mp4").stat().st_size > 0
+
+    def broken_writer(path, *a, **k):  # a writer that dies half-way, as without an ffmpeg backend
+        open(path, "wb").write(b"half")
+        raise RuntimeError("no backend")
+
+    monkeypatch.setattr(imageio, "mimsave", broken_writer)
+    assert common.save_video(tmp_path / "bad.mp4", frames) is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.mp4"]  # no half file, nothing else lost
