@@ -41,6 +41,11 @@ def test_all_six_stages(tmp_path):
     assert (t / "eval" / "results.md").read_text().startswith("###")
     assert res["task"] == TINY
     assert set(saved["vs_bc"]) == {"ppo_seed0/refined"} and "real gain over BC" in (t / "eval" / "results.md").read_text()
+    # a time budget stops PPO after the iteration that passes it, and that iteration is still scored
+    log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=50, critic_warmup=1,
+                            eval_every=10, eval_episodes=4, max_minutes=1e-6, seed=1))
+    assert len(log["iterations"]) == 1 and "imagined_heldout_success" in log["iterations"][0]
+    assert (t / "ppo_seed1" / "log.json").exists()
     # a second run of stage 2 returns at once with the saved report instead of retraining
     again = wm_mod.main(wm_mod.Args(tasks=[TINY], data_dir=d, run_dir=r, history=2, channels=(8, 16), cond_dim=32,
                                     steps=30, eval_horizon=4))
