@@ -141,3 +141,26 @@ def test_save_video_never_crashes_or_leaves_a_half_file(tmp_path, monkeypatch):
     monkeypatch.setattr(imageio, "mimsave", broken_writer)
     assert common.save_video(tmp_path / "bad.mp4", frames) is False
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.mp4"]  # no half file, nothing else lost
+
+
+def test_six_table_rows_from_stage_files(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+    import sys
+
+    spec = importlib.util.spec_from_file_location("six_table", common.REPO / "benchmarks" / "six_table.py")
+    six = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "six_table", six)  # dataclasses look their module up there
+    spec.loader.exec_module(six)
+    d = tmp_path / "button-press"
+    d.mkdir()
+    (d / "reward_metrics.json").write_text(json.dumps({"threshold": 0.8, "heldout": {
+        "frames": 100, "positives": 10, "precision": 0.9, "recall": 1.0, "f1": 18 / 19}}))
+    (d / "bc_eval.json").write_text(json.dumps({"num_demos": 2, "real": {
+        "successes": 32, "episodes": 100, "success_rate": 0.32, "ci95": [0.2367, 0.4166]}}))
+    table = six.main(six.Args(run_dir=tmp_path, tasks=["button-press", "soccer"]))
+    rows = table.strip().splitlines()
+    assert rows[2] == ("| button-press | 100 (10) | 0.900 | 1.000 | 0.947 (below target) | 0.80 | 2 "
+                       "| 32/100 = 32% | 23.7%-41.7% |")
+    assert rows[3].startswith("| soccer | not run |") and len(rows) == 4
+    assert (tmp_path / "six_tasks.md").read_text() == table
