@@ -399,7 +399,7 @@ def write_video(path: Path, real: torch.Tensor, imagined: torch.Tensor, scale: i
     both = torch.cat([real, imagined], dim=-1)  # (N, H, 3, h, 2w)
     grid = torch.cat(list(both), dim=-2)  # (H, 3, N*h, 2w)
     frames = to_uint8(grid).numpy().repeat(scale, 1).repeat(scale, 2)
-    common.save_video(path, list(frames), fps)
+    common.save_video(path, frames, fps)
 
 
 # --- 8. Training ------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def save_rollout_video(path: Path, frames: list[np.ndarray], scale: int = 4) -> 
     L = max(len(f) for f in frames)
     padded = [np.concatenate([f, np.repeat(f[-1:], L - len(f), 0)]) for f in frames]  # hold the last frame
     grid = np.concatenate(padded, axis=2).repeat(scale, 1).repeat(scale, 2)  # episodes side by side
-    common.save_video(path, list(grid), fps=8)
+    common.save_video(path, grid, fps=8)
 
 
 def markdown(results: dict) -> str:

@@ -328,9 +328,10 @@ def atomic_write(path: Path, write: Callable[[Any], None], binary: bool = True) 
     os.replace(tmp, path)
 
 
-def save_video(path: Path, frames: list, fps: int = 8) -> bool:
-    """Write (H, W, 3) uint8 frames as an mp4 through a temporary name. Without an ffmpeg backend
-    (`pip install imageio-ffmpeg`) say so in one line and go on: a video is never worth a crash."""
+def save_video(path: Path, frames, fps: int = 8) -> bool:
+    """Write uint8 frames (a list of (H, W, 3) or an (N, H, W, 3) array) as an mp4 through a temporary
+    name. Without an ffmpeg backend (`pip install imageio-ffmpeg`) say so in one line and go on: a
+    video is never worth a crash."""
     import imageio.v2 as imageio
 
     path = Path(path)
