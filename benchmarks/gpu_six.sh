@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The six-task suite with GPU compute for stages 2 and 5: the README's "Six tasks" section.
+#
+# Takes a stage-1 dataset of the six tasks and, per task, the BC policy and reward classifier of
+# benchmarks/six_tasks.sh (stages 3 and 4, CPU), and on one GPU
+#   phase 1, three world models at once, all trained on the six tasks together (no task id):
+#     world_model.pt         the GPU configuration: batch BATCH for WM_MIN minutes (used by phase 2);
+#     wm_twohot_default.pt   02_world_model.py's defaults (4,000 steps of 32), two-hot actions;
+#     wm_onehot_default.pt   the same with --action-encoding one-hot: the paper's ablation;
+#   phase 2, PPO on each task at once, PPO_MIN minutes each, in world_model.pt.
+# The three models are launch-bound at 48x48 (the GPU is far from busy), so they share it well.
+# Then score the refined policies in the real simulator, on any machine:
+#
+#   DATA=data/cpu SRC=runs/six bash benchmarks/gpu_six.sh runs/gpu_six                     # on the GPU
+#   for T in coffee-pull lever-pull soccer door-lock button-press drawer-close; do
+#     python 06_eval.py --task $T --data-dir data/cpu --run-dir runs/gpu_six --episodes 50 --imagined-episodes 0
+#   done                                                                                    # anywhere
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-data/cpu}                 # stage-1 dataset holding the six tasks
+SRC=${SRC:-runs/six}                   # <task>/bc.pt and <task>/reward.pt from benchmarks/six_tasks.sh
+RUN=${1:-runs/gpu_six}
+DEV=${DEV:-cuda}
+TASKS=${TASKS:-"coffee-pull lever-pull soccer door-lock button-press drawer-close"}
+WM_MIN=${WM_MIN:-3.5}; BATCH=${BATCH:-256}
+DEFAULT_STEPS=${DEFAULT_STEPS:-4000}  # 02_world_model.py's default --steps
+PPO_MIN=${PPO_MIN:-1.5}; ENVS=${ENVS:-256}; EVAL_EPISODES=${EVAL_EPISODES:-128}; SEED=${SEED:-0}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} TQDM_MININTERVAL=${TQDM_MININTERVAL:-20}
+mkdir -p "$RUN"
+for T in $TASKS; do
+  mkdir -p "$RUN/$T"
+  for f in bc.pt reward.pt bc_eval.json reward_metrics.json; do
+    [ -f "$RUN/$T/$f" ] || cp "$SRC/$T/$f" "$RUN/$T/$f"
+  done
+done
+python -c "import torch; print('torch', torch.__version__, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
+echo "[$(date +%T)] phase 1: three world models on the six tasks"
+python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --steps 1000000 \
+  --max-minutes "$WM_MIN" --batch-size "$BATCH" --device "$DEV" > "$RUN/log_wm_gpu.txt" 2>&1 &
+P1=$!
+python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --out-name wm_twohot_default.pt \
+  --steps "$DEFAULT_STEPS" --device "$DEV" > "$RUN/log_wm_twohot_default.txt" 2>&1 &
+P2=$!
+python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --out-name wm_onehot_default.pt \
+  --steps "$DEFAULT_STEPS" --action-encoding one-hot --device "$DEV" > "$RUN/log_wm_onehot_default.txt" 2>&1 &
+P3=$!
+wait $P1  # phase 2 needs only world_model.pt; the default-config models may still be training
+echo "[$(date +%T)] phase 2: PPO on each task, $PPO_MIN min, $ENVS envs"
+PIDS=""
+for T in $TASKS; do
+  python 05_ppo_refine.py --task "$T" --data-dir "$DATA" --run-dir "$RUN" --num-envs "$ENVS" \
+    --iterations 1000 --max-minutes "$PPO_MIN" --eval-every 4 --eval-episodes "$EVAL_EPISODES" \
+    --device "$DEV" --seed "$SEED" > "$RUN/log_ppo_$T.txt" 2>&1 &
+  PIDS="$PIDS $!"
+done
+FAIL=0
+for P in $P2 $P3 $PIDS; do wait "$P" || FAIL=1; done
+tail -n 4 "$RUN"/log_*.txt
+echo "[$(date +%T)] done (failures: $FAIL)"
+exit $FAIL
