@@ -46,6 +46,10 @@ class Args:
     imagined_frames: bool = False
     """also train on world-model frames of the training episodes (replayed open-loop with their real
     actions), labelled by the aligned real frames, so the reward fires on the frames it will see"""
+    labels: str = "reached"
+    """`reached`: a frame is a success from the episode's first success on (what every stage scores:
+    an episode ends at its first success); `per-step`: the simulator's flag at that frame, which can
+    drop back after the success (a lever that settles back, a ball that rolls on)"""
     channels: tuple[int, ...] = (32, 64, 64)
     """CNN channels (each layer halves the resolution)"""
     steps: int = 3000
@@ -99,7 +103,18 @@ def random_shift(x: torch.Tensor, pad: int = 2) -> torch.Tensor:
     return x[:, :, dy:dy + H, dx:dx + W]
 
 
-# --- 2. Metrics ----------------------------------------------------------------------------
+# --- 2. Labels and metrics ----------------------------------------------------------------------------
+def success_labels(success: np.ndarray, labels: str = "reached") -> np.ndarray:
+    """Per-frame targets y of one episode from its simulator flags, (L+1,) bool -> (L+1,) bool.
+    `reached` makes success absorbing: y_t = max_{s <= t} success_s. The reward fires on the first
+    success and the episode ends there, in imagination and in the real evaluation, so a frame after
+    it is a frame of a finished task, whatever the flag says once the object settles."""
+    success = np.asarray(success, dtype=bool)
+    if labels == "per-step":
+        return success
+    return np.maximum.accumulate(success)
+
+
 def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float) -> dict:
     pred = p > threshold
     tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
@@ -149,6 +164,8 @@ def imagined_agreement(clf: RewardClassifier, wm, episodes: list[dict]) -> dict:
 def main(args: Args) -> dict:
     common.seed_everything(args.seed)
     device = common.pick_device(args.device)
+    if args.labels not in ("reached", "per-step"):
+        common.fail(f"--labels must be reached or per-step, not '{args.labels}'")
     meta = common.read_meta(args.data_dir)
     wm_mod = common.import_stage("02_world_model")
     paths = common.list_episodes(args.data_dir, [args.task])
@@ -157,6 +174,8 @@ def main(args: Args) -> dict:
     train = [p for p in paths if not common.is_heldout(p, 0.2)]
     load = lambda ps: [common.load_episode(p) for p in ps]  # noqa: E731
     tr, va, te = load(train), load(val), load(heldout)
+    for e in tr + va + te:
+        e["success"] = success_labels(e["success"], args.labels)
     X = torch.from_numpy(np.concatenate([e["frames"] for e in tr]))  # (N, H, W, 3) uint8
     Y = torch.from_numpy(np.concatenate([e["success"] for e in tr])).float()
     wm_path = args.world_model or args.run_dir / "world_model.pt"
@@ -176,7 +195,7 @@ def main(args: Args) -> dict:
         common.fail(f"no success frames for {args.task} in {args.data_dir}; collect expert episodes first")
     pos_weight = (len(Y) - Y.sum()) / Y.sum()  # class imbalance: up-weight the rare successes
     cfg = {"channels": list(args.channels), "resolution": int(meta["resolution"]), "threshold": 0.5,
-           "task": args.task, "env": common.env_config_from_meta(meta).__dict__}
+           "labels": args.labels, "task": args.task, "env": common.env_config_from_meta(meta).__dict__}
     clf = RewardClassifier(cfg).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
@@ -196,7 +215,8 @@ def main(args: Args) -> dict:
     cat = lambda eps, k: np.concatenate([e[k] for e in eps])  # noqa: E731
     p_val, y_val = predict(clf, cat(va, "frames"), device), cat(va, "success")
     clf.cfg["threshold"] = cfg["threshold"] = best_threshold(p_val, y_val)
-    report = {"threshold": cfg["threshold"], "validation": binary_metrics(p_val, y_val, cfg["threshold"]),
+    report = {"threshold": cfg["threshold"], "labels": args.labels,
+              "validation": binary_metrics(p_val, y_val, cfg["threshold"]),
               "heldout": binary_metrics(predict(clf, cat(te, "frames"), device), cat(te, "success"), cfg["threshold"])}
     h = report["heldout"]
     print(f"held-out ({len(te)} episodes, {h['frames']} frames, {h['positives']} successes): "

@@ -101,6 +101,14 @@ def test_clipped_loss_hand_example():
     assert abs(pg.item() + 2.2) < 1e-6 and clipfrac.item() == 0.0
 
 
+def test_success_labels_absorbing_or_per_step():
+    reward = stage("03_reward")
+    flags = np.array([0, 0, 1, 0, 1, 0], dtype=bool)  # a success whose flag drops back twice
+    assert reward.success_labels(flags).tolist() == [0, 0, 1, 1, 1, 1]
+    assert reward.success_labels(flags, "per-step").tolist() == flags.tolist()
+    assert not reward.success_labels(np.zeros(4, dtype=bool)).any()
+
+
 def test_wilson_interval():
     lo, hi = common.wilson_interval(50, 100)
     assert abs(lo - 0.4038) < 1e-3 and abs(hi - 0.5962) < 1e-3
@@ -164,3 +172,29 @@ def test_six_table_rows_from_stage_files(tmp_path, monkeypatch):
                        "| 32/100 = 32% | 23.7%-41.7% |")
     assert rows[3].startswith("| soccer | not run |") and len(rows) == 4
     assert (tmp_path / "six_tasks.md").read_text() == table
+
+
+def test_six_table_refined_rows_from_eval_files(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+    import sys
+
+    spec = importlib.util.spec_from_file_location("six_table", common.REPO / "benchmarks" / "six_table.py")
+    six = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "six_table", six)
+    spec.loader.exec_module(six)
+    d = tmp_path / "soccer"
+    (d / "eval").mkdir(parents=True)
+    (d / "ppo_seed0").mkdir()
+    real = lambda k, lo, hi: {"successes": k, "episodes": 100, "success_rate": k / 100, "ci95": [lo, hi]}  # noqa: E731
+    (d / "eval" / "results.json").write_text(json.dumps({
+        "policies": {"bc": {"real": real(12, 0.07, 0.2)}, "ppo_seed0/refined": {"real": real(30, 0.22, 0.4)}},
+        "vs_bc": {"ppo_seed0/refined": {"gain": 0.18, "improved": True, "worse": False,
+                                        "intervals_overlap": False}}}))
+    (d / "ppo_seed0" / "log.json").write_text(json.dumps({
+        "bc_imagined": {"success_rate": 0.664}, "best": {"iteration": 20, "success_rate": 0.906}}))
+    table = six.main(six.Args(run_dir=tmp_path, tasks=["soccer", "lever-pull"], refine_run_dir=tmp_path))
+    rows = table.strip().splitlines()
+    assert rows[-2] == ("| soccer | ppo_seed0/refined | 66% -> 91% (it. 20) | 12/100 (7%-20%) | 30/100 (22%-40%) "
+                        "| +18 | better, intervals disjoint |")
+    assert rows[-1].startswith("| lever-pull | not evaluated |")
