@@ -7,24 +7,26 @@
 #     world_model.pt         the GPU configuration: batch BATCH for WM_MIN minutes (used by phase 2);
 #     wm_twohot_default.pt   02_world_model.py's defaults (4,000 steps of 32), two-hot actions;
 #     wm_onehot_default.pt   the same with --action-encoding one-hot: the paper's ablation;
-#   phase 2, PPO on each task at once, PPO_MIN minutes each, in world_model.pt.
+#   phase 2, PPO on each task at once (six processes share the GPU), PPO_MIN minutes each, in
+#     world_model.pt.
 # The three models are launch-bound at 48x48 (the GPU is far from busy), so they share it well.
 # Then score the refined policies in the real simulator, on any machine:
 #
-#   DATA=data/cpu SRC=runs/six bash benchmarks/gpu_six.sh runs/gpu_six                     # on the GPU
+#   python 01_collect.py --tasks six --resolution 48 --data-dir data/six                    # CPU, ~6 min
+#   DATA=data/six SRC=runs/six bash benchmarks/gpu_six.sh runs/gpu_six                      # on the GPU, ~7 min
 #   for T in coffee-pull lever-pull soccer door-lock button-press drawer-close; do
-#     python 06_eval.py --task $T --data-dir data/cpu --run-dir runs/gpu_six --episodes 50 --imagined-episodes 0
+#     python 06_eval.py --task $T --data-dir data/six --run-dir runs/gpu_six --imagined-episodes 0
 #   done                                                                                    # anywhere
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${DATA:-data/cpu}                 # stage-1 dataset holding the six tasks
+DATA=${DATA:-data/six}                 # stage-1 dataset holding the six tasks
 SRC=${SRC:-runs/six}                   # <task>/bc.pt and <task>/reward.pt from benchmarks/six_tasks.sh
 RUN=${1:-runs/gpu_six}
 DEV=${DEV:-cuda}
 TASKS=${TASKS:-"coffee-pull lever-pull soccer door-lock button-press drawer-close"}
-WM_MIN=${WM_MIN:-3.5}; BATCH=${BATCH:-256}
+WM_MIN=${WM_MIN:-4}; BATCH=${BATCH:-256}     # the measured run (README)
 DEFAULT_STEPS=${DEFAULT_STEPS:-4000}  # 02_world_model.py's default --steps
-PPO_MIN=${PPO_MIN:-1.5}; ENVS=${ENVS:-256}; EVAL_EPISODES=${EVAL_EPISODES:-128}; SEED=${SEED:-0}
+PPO_MIN=${PPO_MIN:-2}; ENVS=${ENVS:-256}; EVAL_EPISODES=${EVAL_EPISODES:-128}; SEED=${SEED:-0}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} TQDM_MININTERVAL=${TQDM_MININTERVAL:-20}
 mkdir -p "$RUN"
 for T in $TASKS; do
