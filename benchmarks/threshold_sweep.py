@@ -1,0 +1,106 @@
+"""How the reward classifier's threshold moves imagined success (issue 7's gap), for one policy.
+
+A policy's imagined trajectory does not depend on the threshold (the policy acts on frames; the
+threshold only decides where an episode would end), so the policy is rolled out once for the whole
+horizon from held-out start frames, the classifier's probability is kept for every imagined frame,
+and each threshold's first success is read off afterwards. Next to it, the classifier's precision,
+recall and F1 on the held-out real frames at the same threshold (labels as the checkpoint was
+trained with), and the policy's real success from `06_eval.py` or `04_bc.py` if on disk.
+
+    python benchmarks/threshold_sweep.py --task button-press --data-dir data/cpu --run-dir runs/gpu
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402
+
+wm_mod = common.import_stage("02_world_model")
+reward_mod = common.import_stage("03_reward")
+bc_mod = common.import_stage("04_bc")
+ppo_mod = common.import_stage("05_ppo_refine")
+
+
+@dataclasses.dataclass
+class Args:
+    task: str = "button-press"
+    """the task"""
+    data_dir: Path = Path("data/cpu")
+    """stage-1 dataset (held-out start frames and frames)"""
+    run_dir: Path = Path("runs/gpu")
+    """holds world_model.pt and <task>/reward.pt"""
+    policy: Path | None = None
+    """policy checkpoint (default <run-dir>/<task>/bc.pt)"""
+    episodes: int = 100
+    """imagined episodes (held-out starts, cycled)"""
+    thresholds: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
+    """classifier thresholds to score"""
+    device: str = "auto"
+    """`auto`, `cpu` or `cuda`"""
+
+
+class Recorder:
+    """Stands in for the classifier inside 05's imagined rollout: keeps sigma(R_psi(x)) of every
+    imagined frame, (steps, N), and never ends an episode."""
+
+    def __init__(self, clf):
+        self.clf, self.p = clf, []
+
+    def to(self, device):
+        self.clf.to(device)
+        return self
+
+    def success(self, x: torch.Tensor) -> torch.Tensor:
+        self.p.append(torch.sigmoid(self.clf(x)).cpu())
+        return torch.zeros(len(x), dtype=torch.bool)
+
+
+def main(args: Args) -> str:
+    device = common.pick_device(args.device)
+    task_dir = args.run_dir / common.task_slug(args.task)
+    policy = args.policy or task_dir / "bc.pt"
+    pi = bc_mod.load_policy(policy).to(device).eval()
+    clf = reward_mod.load_reward(task_dir / "reward.pt").to(device).eval()
+    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task)
+    starts = ppo_mod.start_frames(args.data_dir, args.task, "heldout")
+    horizon = int(pi.cfg["env"]["max_steps"])
+    rec = Recorder(clf)
+    ppo_mod.imagined_success(pi, wm, rec, starts, args.episodes, horizon)
+    p_im = torch.stack(rec.p).numpy()  # (horizon, episodes)
+    heldout = [common.load_episode(p) for p in common.list_episodes(args.data_dir, [args.task], split="heldout")]
+    labels = clf.cfg.get("labels", "per-step")
+    y = np.concatenate([reward_mod.success_labels(e["success"], labels) for e in heldout])
+    p_re = np.concatenate([reward_mod.predict(clf, e["frames"], device) for e in heldout])
+    real = None  # the policy's real success, from 06's results (matched by path) or 04's own evaluation
+    if (task_dir / "eval" / "results.json").exists():
+        d = json.loads((task_dir / "eval" / "results.json").read_text())
+        real = next((r["real"] for r in d["policies"].values() if Path(r["path"]) == Path(policy)), None)
+    if real is None and Path(policy) == task_dir / "bc.pt" and (task_dir / "bc_eval.json").exists():
+        real = json.loads((task_dir / "bc_eval.json").read_text())["real"]
+    out = [f"{args.task}, {policy} in {args.run_dir / 'world_model.pt'}, {args.episodes} imagined episodes "
+           f"from {len(starts)} held-out starts; real success: "
+           + (f"{real['successes']}/{real['episodes']} = {real['success_rate']:.0%}" if real else "not on disk")
+           + f"; stored threshold {clf.cfg['threshold']:.2f} ({labels} labels)", "",
+           "| threshold | imagined success | gap to real (points) | held-out precision | recall | F1 |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for th in args.thresholds:
+        k = int((p_im > th).any(0).sum())
+        m = reward_mod.binary_metrics(p_re, y, th)
+        gap = f"{(k / args.episodes - real['success_rate']) * 100:+.0f}" if real else "-"
+        out.append(f"| {th:.2f} | {k}/{args.episodes} = {k / args.episodes:.0%} | {gap} | {m['precision']:.3f} "
+                   f"| {m['recall']:.3f} | {m['f1']:.3f} |")
+    text = "\n".join(out)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    common.run_main(main, Args)
