@@ -79,10 +79,14 @@ def main(args: Args) -> str:
     labels = clf.cfg.get("labels", "per-step")
     y = np.concatenate([reward_mod.success_labels(e["success"], labels) for e in heldout])
     p_re = np.concatenate([reward_mod.predict(clf, e["frames"], device) for e in heldout])
-    real = None  # the policy's real success, from 06's results (matched by path) or 04's own evaluation
+    real = None  # the policy's real success, from 06's results (keyed by path in the task dir) or 04's own
     if (task_dir / "eval" / "results.json").exists():
         d = json.loads((task_dir / "eval" / "results.json").read_text())
-        real = next((r["real"] for r in d["policies"].values() if Path(r["path"]) == Path(policy)), None)
+        try:
+            key = str(Path(policy).resolve().relative_to(task_dir.resolve()).with_suffix(""))
+            real = d["policies"].get(key, {}).get("real")
+        except ValueError:  # a policy outside the task dir
+            pass
     if real is None and Path(policy) == task_dir / "bc.pt" and (task_dir / "bc_eval.json").exists():
         real = json.loads((task_dir / "bc_eval.json").read_text())["real"]
     out = [f"{args.task}, {policy} in {args.run_dir / 'world_model.pt'}, {args.episodes} imagined episodes "
