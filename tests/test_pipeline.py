@@ -41,6 +41,20 @@ def test_all_six_stages(tmp_path):
     assert (t / "eval" / "results.md").read_text().startswith("###")
     assert res["task"] == TINY
     assert set(saved["vs_bc"]) == {"ppo_seed0/refined"} and "real gain over BC" in (t / "eval" / "results.md").read_text()
+    # the threshold sweep reads imagined success off one recorded rollout: at the stored threshold it
+    # must equal what 06 measured by ending episodes at the classifier's verdict
+    import importlib.util
+    import sys
+    spec = importlib.util.spec_from_file_location("threshold_sweep", common.REPO / "benchmarks" / "threshold_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    sys.modules["threshold_sweep"] = sweep
+    spec.loader.exec_module(sweep)
+    th = reward_mod.load_reward(t / "reward.pt").cfg["threshold"]
+    text = sweep.main(sweep.Args(task=TINY, data_dir=d, run_dir=r, episodes=4, thresholds=(0.0, th, 1.0)))
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| 0") or line.startswith("| 1")]
+    k_bc = saved["policies"]["bc"]["imagined"]["successes"]
+    assert rows[1][1].startswith(f"{k_bc}/4"), (text, k_bc)
+    assert rows[0][1].startswith("4/4") and rows[2][1].startswith("0/4")  # p > 0 always fires, p > 1 never
     # a time budget stops PPO after the iteration that passes it, and that iteration is still scored
     log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=50, critic_warmup=1,
                             eval_every=10, eval_episodes=4, max_minutes=1e-6, seed=1))
