@@ -27,6 +27,7 @@ wm_mod = common.import_stage("02_world_model")
 reward_mod = common.import_stage("03_reward")
 bc_mod = common.import_stage("04_bc")
 ppo_mod = common.import_stage("05_ppo_refine")
+eval_mod = common.import_stage("06_eval")
 
 
 @dataclasses.dataclass
@@ -79,14 +80,11 @@ def main(args: Args) -> str:
     labels = clf.cfg.get("labels", "per-step")
     y = np.concatenate([reward_mod.success_labels(e["success"], labels) for e in heldout])
     p_re = np.concatenate([reward_mod.predict(clf, e["frames"], device) for e in heldout])
-    real = None  # the policy's real success, from 06's results (keyed by path in the task dir) or 04's own
+    real = None  # the policy's real success, from 06's results (keyed as 06 labels it) or 04's own
     if (task_dir / "eval" / "results.json").exists():
         d = json.loads((task_dir / "eval" / "results.json").read_text())
-        try:
-            key = str(Path(policy).resolve().relative_to(task_dir.resolve()).with_suffix(""))
-            real = d["policies"].get(key, {}).get("real")
-        except ValueError:  # a policy outside the task dir
-            pass
+        key = eval_mod.label(Path(policy).resolve(), task_dir.resolve())
+        real = d["policies"].get(key, {}).get("real")
     if real is None and Path(policy) == task_dir / "bc.pt" and (task_dir / "bc_eval.json").exists():
         real = json.loads((task_dir / "bc_eval.json").read_text())["real"]
     out = [f"{args.task}, {policy} in {args.run_dir / 'world_model.pt'}, {args.episodes} imagined episodes "
