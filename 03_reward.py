@@ -52,12 +52,18 @@ class Args:
     drop back after the success (a lever that settles back, a ball that rolls on)"""
     channels: tuple[int, ...] = (32, 64, 64)
     """CNN channels (each layer halves the resolution)"""
+    stem: int = 0
+    """channels of a full-resolution 3x3 conv before the strided layers (0: none); it sees single
+    pixels before the first halving, where a near miss and a success can differ"""
     steps: int = 3000
     """optimizer steps"""
     batch_size: int = 64
     """frames per step"""
     lr: float = 1e-3
     """Adam learning rate"""
+    lr_schedule: str = "constant"
+    """`constant`, or `cosine`: decay to 0 over the steps, so training ends in a minimum rather than
+    bouncing around one at the full rate"""
     device: str = "auto"
     """`auto`, `cpu` or `cuda`"""
     seed: int = 0
@@ -72,6 +78,9 @@ class RewardClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         layers, c = [], 3
+        if cfg.get("stem", 0):  # optional full-resolution layer (older checkpoints have none)
+            layers += [nn.Conv2d(3, cfg["stem"], 3, padding=1), nn.GroupNorm(8, cfg["stem"]), nn.SiLU()]
+            c = cfg["stem"]
         for c_next in cfg["channels"]:
             layers += [nn.Conv2d(c, c_next, 3, stride=2, padding=1), nn.GroupNorm(8, c_next), nn.SiLU()]
             c = c_next
@@ -164,6 +173,8 @@ def imagined_agreement(clf: RewardClassifier, wm, episodes: list[dict]) -> dict:
 def main(args: Args) -> dict:
     common.seed_everything(args.seed)
     device = common.pick_device(args.device)
+    if args.stem < 0 or args.stem % 8:
+        common.fail(f"--stem must be 0 or a multiple of 8 (GroupNorm's 8 groups), not {args.stem}")
     if args.labels not in ("reached", "per-step"):
         common.fail(f"--labels must be reached or per-step, not '{args.labels}'")
     meta = common.read_meta(args.data_dir)
@@ -194,10 +205,14 @@ def main(args: Args) -> dict:
     if Y.sum() == 0:
         common.fail(f"no success frames for {args.task} in {args.data_dir}; collect expert episodes first")
     pos_weight = (len(Y) - Y.sum()) / Y.sum()  # class imbalance: up-weight the rare successes
-    cfg = {"channels": list(args.channels), "resolution": int(meta["resolution"]), "threshold": 0.5,
+    cfg = {"channels": list(args.channels), "stem": args.stem, "resolution": int(meta["resolution"]), "threshold": 0.5,
            "labels": args.labels, "task": args.task, "env": common.env_config_from_meta(meta).__dict__}
     clf = RewardClassifier(cfg).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=args.lr)
+    if args.lr_schedule not in ("constant", "cosine"):
+        common.fail(f"--lr-schedule must be constant or cosine, not '{args.lr_schedule}'")
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + np.cos(np.pi * s / args.steps)) if args.lr_schedule == "cosine" else 1.0)
     gen = torch.Generator().manual_seed(args.seed)
     print(f"reward classifier: {len(Y)} training frames, {int(Y.sum())} successes "
           f"(pos_weight {pos_weight:.1f}), {len(val)} validation and {len(heldout)} held-out episodes")
@@ -209,6 +224,7 @@ def main(args: Args) -> dict:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sched.step()
         if step % 20 == 0:
             bar.set_postfix(bce=f"{loss.item():.4f}", refresh=False)
     clf.eval()

@@ -136,10 +136,9 @@ def _eval_worker(job: tuple) -> tuple[int, bool, int | None, np.ndarray | None]:
     for t in range(env.max_steps):
         frame, success = env.step(pi.act_np(frames, rng, deterministic))
         frames.append(frame)
-        if success and first is None:
+        if success:  # an episode ends at its first success, as in every stage
             first = t + 1
-            if not keep_frames:
-                break
+            break
     return seed, first is not None, first, (np.stack(frames) if keep_frames else None)
 
 
@@ -161,6 +160,16 @@ def evaluate_real(policy_path: Path, spec: str, env_cfg: dict, seeds: list[int],
             "mean_steps_to_success": float(np.mean(steps)) if steps else None,
             "steps_to_success": [r[1] for r in ordered], "seconds": time.time() - t0,
             "frames": [r[2] for r in ordered[:keep_frames]]}
+
+
+def real_start_frames(spec: str, env_cfg: dict, seeds: list[int]) -> np.ndarray:
+    """The first frame of each seeded real episode, (n, H, W, 3) uint8: what 06_eval.py starts the
+    imagined twin of each real evaluation episode from (a reset and a render, no step)."""
+    env = common.make_env(spec, common.EnvConfig(**env_cfg))
+    try:
+        return np.stack([env.reset(s) for s in seeds])
+    finally:
+        env.close()
 
 
 def eval_seeds(n: int, offset: int = 0) -> list[int]:

@@ -2,8 +2,9 @@
 
 For every policy checkpoint (BC of stage 4, refined policies of stage 5), on the *same*
 seeded real episodes: success rate with a 95% Wilson interval and steps to success. Then
-the simulator-gap report: the same policy run in imagination (world model + classifier,
-from held-out start frames), side by side with its real numbers -- refinement can only be
+the simulator-gap report: the same policy run in imagination (world model + classifier)
+from the first frame of each of those real episodes, so every real episode has an imagined
+twin from the same start, side by side with its real numbers -- refinement can only be
 trusted as far as these agree; and the classifier's per-step agreement on imagined vs real
 frames of held-out episodes replayed open-loop. World-model fidelity (PSNR/SSIM vs
 copy-last-frame, two-hot vs one-hot when both checkpoints exist). Videos of real rollouts
@@ -45,7 +46,12 @@ class Args:
     episodes: int = 100
     """seeded real episodes per policy (the same seeds for each)"""
     imagined_episodes: int = 100
-    """imagined episodes per policy for the simulator-gap report (0: skip)"""
+    """imagined episodes per policy for the simulator-gap report, each from the first frame of a real
+    evaluation episode (episode i from real episode i, cycled if more than --episodes; 0: skip)"""
+    denoising_steps: int = 0
+    """sampler steps per imagined frame (0: the world model's own, as stage 5 refined with)"""
+    sampler: str = ""
+    """`euler` or `heun` for imagined frames (empty: the world model's own)"""
     fidelity_horizon: int = 16
     """H of the open-loop fidelity evaluation"""
     videos: int = 3
@@ -65,6 +71,13 @@ def label(path: Path, task_dir: Path) -> str:
         return str(path)
 
 
+def mean_action_weights(path: Path) -> dict:
+    """The weights that decide a policy's mean action: all but log_std. The evaluation acts with
+    the mean, so two checkpoints equal here (a refined.pt whose stopping rule kept BC) score alike."""
+    sd = common.load_checkpoint(Path(path), ("bc", "ppo"), "04_bc.py or 05_ppo_refine.py")["policy"]
+    return {k: v for k, v in sd.items() if k != "log_std"}
+
+
 def simulator_gap(real: dict, imagined: dict) -> dict:
     """How far imagination (world model + classifier) is from the real env for one policy.
     `trusted` when the two success rates' 95% intervals overlap."""
@@ -75,32 +88,25 @@ def simulator_gap(real: dict, imagined: dict) -> dict:
             "trusted": bool(il <= rh and rl <= ih)}
 
 
-def paired_gap(policy_path: Path, pi, wm, clf, heldout: list[dict], task: str, workers: int) -> dict:
-    """The same policy from the *same* starts in both worlds: each held-out episode's reset seed in
-    the real env, and its first frame in imagination. Returns the 2x2 table of outcomes, so a gap
-    is seen per start (e.g. real near misses that imagination scores as successes), not only on
-    average. `starts_reproduced` counts the seeds whose real first frame equals the stored one
-    (an adapter whose reset is not reproducible, like a real robot, makes this table meaningless)."""
-    seeds = [int(e["seed"]) for e in heldout]
-    real = bc_mod.evaluate_real(policy_path, task, pi.cfg["env"], seeds, workers, keep_frames=len(seeds),
-                                desc="real, held-out starts")
-    same = sum(bool(np.array_equal(f[0], e["frames"][0])) for f, e in zip(real["frames"], heldout))
-    starts = torch.from_numpy(np.stack([e["frames"][0] for e in heldout]))
-    im = ppo_mod.imagined_success(pi, wm, clf, starts, len(heldout), int(pi.cfg["env"]["max_steps"]))
-    r_ok = [s is not None for s in real["steps_to_success"]]
-    i_ok = [s is not None for s in im["steps_to_success"]]
+def paired_gap(real: dict, imagined: dict, real_frames: list[np.ndarray], clf) -> dict:
+    """The same policy from the *same* starts in both worlds: real episode i and imagined episode i
+    begin at the same frame. Returns the 2x2 table of outcomes, so a gap is seen per start (e.g.
+    real near misses that imagination scores as successes), not only on average; and how many
+    real failures the classifier would call a success on their *real* frames (if many, the gap is
+    the classifier's; if few, the world model's)."""
+    n = len(real_frames)
+    r_ok = [s is not None for s in real["steps_to_success"][:n]]
+    i_ok = [s is not None for s in imagined["steps_to_success"][:n]]
     cell = lambda r, i: f"real_{'success' if r else 'fail'}_imagined_{'success' if i else 'fail'}"  # noqa: E731
     table = {cell(r, i): 0 for r in (True, False) for i in (True, False)}
     for r, i in zip(r_ok, i_ok):
         table[cell(r, i)] += 1
-    # Is the classifier fooled by the real frames of real failures? (If not, the gap is the world model's.)
     dev = next(clf.parameters()).device
-    fooled = sum(bool(reward_mod.predict(clf, f, dev).max() >= clf.cfg["threshold"])
-                 for f, ok in zip(real["frames"], r_ok) if not ok)
-    return {"episodes": len(heldout), "starts_reproduced": same, "real_successes": sum(r_ok),
-            "classifier_fires_on_real_failures": fooled,
+    fooled = sum(bool(reward_mod.predict(clf, f, dev).max() > clf.cfg["threshold"])
+                 for f, ok in zip(real_frames, r_ok) if not ok)
+    return {"episodes": n, "real_successes": sum(r_ok), "classifier_fires_on_real_failures": fooled,
             "imagined_successes": sum(i_ok), "table": table,
-            "agreement": sum(r == i for r, i in zip(r_ok, i_ok)) / max(len(heldout), 1)}
+            "agreement": sum(r == i for r, i in zip(r_ok, i_ok)) / max(n, 1)}
 
 
 def compare_to_bc(bc: dict, refined: dict) -> dict:
@@ -121,7 +127,9 @@ def save_rollout_video(path: Path, frames: list[np.ndarray], scale: int = 4) -> 
 
 
 def markdown(results: dict) -> str:
-    lines = [f"### {results['task']}: real success on {results['episodes']} seeded episodes",
+    im_cfg = results.get("imagination")
+    lines = [f"### {results['task']}: real success on {results['episodes']} seeded episodes"
+             + (f"; imagined with {im_cfg['denoising_steps']} {im_cfg['sampler']} steps per frame" if im_cfg else ""),
              "", "| policy | real success | 95% CI | mean steps to success | imagined success | imagined 95% CI | "
              "imagined steps to success | gap (imagined - real) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in results["policies"].items():
@@ -133,18 +141,18 @@ def markdown(results: dict) -> str:
             i_steps = f"{im['mean_steps_to_success']:.1f}" if im["mean_steps_to_success"] else "-"
             ims = (f"{im['success_rate']:.1%} | {im['ci95'][0]:.1%}-{im['ci95'][1]:.1%} | {i_steps} | "
                    f"{g['success_gap']:+.1%}{'' if g['trusted'] else ' (intervals do not overlap)'}")
-        lines.append(f"| {name} | {re['successes']}/{re['episodes']} = {re['success_rate']:.1%} | "
+        twin = f" (= {r['same_mean_action_as']}: same mean action)" if "same_mean_action_as" in r else ""
+        lines.append(f"| {name}{twin} | {re['successes']}/{re['episodes']} = {re['success_rate']:.1%} | "
                      f"{re['ci95'][0]:.1%}-{re['ci95'][1]:.1%} | {steps} | {ims} |")
     paired = {n: r["paired"] for n, r in results["policies"].items() if "paired" in r}
     if paired:
-        lines += ["", "The same starts in both worlds (each held-out episode's seed in the real env, its first frame "
-                      "in imagination):", "",
+        lines += ["", "Per start (real episode i and imagined episode i begin at the same frame):", "",
                   "| policy | starts | real successes | imagined successes | real fail, imagined success | "
                   "real success, imagined fail | agreement | classifier fires on real frames of real failures |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for n, q in paired.items():
             t = q["table"]
-            lines.append(f"| {n} | {q['episodes']} ({q['starts_reproduced']} reproduced) | {q['real_successes']} | "
+            lines.append(f"| {n} | {q['episodes']} | {q['real_successes']} | "
                          f"{q['imagined_successes']} | {t['real_fail_imagined_success']} | "
                          f"{t['real_success_imagined_fail']} | {q['agreement']:.0%} | "
                          f"{q['classifier_fires_on_real_failures']} of {q['episodes'] - q['real_successes']} |")
@@ -197,30 +205,45 @@ def main(args: Args) -> dict:
     seeds = bc_mod.eval_seeds(args.episodes, offset=args.seed * 100_000)
     results: dict = {"task": args.task, "episodes": args.episodes, "policies": {}, "fidelity": {}}
     wm_path = args.run_dir / "world_model.pt"
-    wm = wm_mod.load_world_model(wm_path, device, task=args.task) if wm_path.exists() else None
+    if args.sampler not in ("", "euler", "heun"):
+        common.fail(f"--sampler must be euler or heun, not '{args.sampler}'")
+    wm = (wm_mod.load_world_model(wm_path, device, args.denoising_steps or None, args.sampler or None, task=args.task)
+          if wm_path.exists() else None)
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device) if (task_dir / "reward.pt").exists() else None
     heldout = [common.load_episode(p) for p in common.list_episodes(args.data_dir, [args.task], split="heldout")]
 
     # --- 1. Real success of each policy on the same seeded episodes ---
+    imagine = wm is not None and clf is not None and args.imagined_episodes > 0
+    if imagine:
+        results["imagination"] = {"denoising_steps": wm.num_steps, "sampler": wm.sampler}
+    n_paired = min(args.imagined_episodes, args.episodes) if imagine else 0
+    done: dict[str, dict] = {}  # name -> mean-action weights of the policies already evaluated
     for p in policies:
         name = label(p, task_dir)
+        w = mean_action_weights(p)
+        twin = next((n for n, v in done.items() if v.keys() == w.keys() and all(torch.equal(v[k], w[k]) for k in w)), None)
+        if twin is not None:  # same mean action, same seeds, same imagination noise: same numbers
+            results["policies"][name] = {**results["policies"][twin], "path": str(p), "same_mean_action_as": twin}
+            print(f"{name}: acts as {twin} (the stopping rule kept it); its results are {twin}'s, not re-run")
+            continue
+        done[name] = w
         pi = bc_mod.load_policy(p)
-        r = bc_mod.evaluate_real(p, args.task, pi.cfg["env"], seeds, args.workers, keep_frames=args.videos,
-                                 desc=f"real {name}")
-        if r["frames"]:
-            save_rollout_video(out / f"real_{name.replace('/', '_')}.mp4", r.pop("frames"))
-        r.pop("frames", None)
+        r = bc_mod.evaluate_real(p, args.task, pi.cfg["env"], seeds, args.workers,
+                                 keep_frames=max(args.videos, n_paired), desc=f"real {name}")
+        frames = r.pop("frames")  # [(L+1, H, W, 3) uint8] of the first real episodes
+        if args.videos and frames:
+            save_rollout_video(out / f"real_{name.replace('/', '_')}.mp4", frames[:args.videos])
         results["policies"][name] = {"path": str(p), "real": r}
-        # --- 2. The same policy in imagination (the simulator gap) ---
-        if wm is not None and clf is not None and args.imagined_episodes:
-            starts = torch.from_numpy(np.stack([e["frames"][0] for e in heldout]))
+        # --- 2. The same policy in imagination, from the same starts (the simulator gap) ---
+        if imagine:
+            starts = torch.from_numpy(np.stack([f[0] for f in frames[:n_paired]]))  # (n, H, W, 3)
             im = ppo_mod.imagined_success(pi.to(device), wm, clf, starts, args.imagined_episodes,
                                           int(pi.cfg["env"]["max_steps"]))
             results["policies"][name]["imagined"] = im
             results["policies"][name]["gap"] = simulator_gap(r, im)
-            results["policies"][name]["paired"] = paired_gap(p, pi, wm, clf, heldout, args.task, args.workers)
+            results["policies"][name]["paired"] = paired_gap(r, im, frames[:n_paired], clf)
         print(f"{name}: real {r['success_rate']:.1%} ({r['ci95'][0]:.1%}-{r['ci95'][1]:.1%})"
-              + (f", imagined {im['success_rate']:.1%}" if "imagined" in results["policies"][name] else ""))
+              + (f", imagined {im['success_rate']:.1%}" if imagine else ""))
 
     for log_path in sorted(task_dir.glob("ppo_seed*/log.json")):
         lg = json.loads(log_path.read_text())

@@ -2,7 +2,9 @@
 
 A policy's imagined trajectory does not depend on the threshold (the policy acts on frames; the
 threshold only decides where an episode would end), so the policy is rolled out once for the whole
-horizon from held-out start frames, the classifier's probability is kept for every imagined frame,
+horizon from the same start frames as `06_eval.py`'s imagined episodes (the first frames of its
+seeded real evaluation episodes; `--starts heldout` for the held-out dataset episodes' first frames,
+which stage 5's stopping rule uses), the classifier's probability is kept for every imagined frame,
 and each threshold's first success is read off afterwards. Next to it, the classifier's precision,
 recall and F1 on the held-out real frames at the same threshold (labels as the checkpoint was
 trained with), and the policy's real success from `06_eval.py` or `04_bc.py` if on disk.
@@ -41,7 +43,14 @@ class Args:
     policy: Path | None = None
     """policy checkpoint (default <run-dir>/<task>/bc.pt)"""
     episodes: int = 100
-    """imagined episodes (held-out starts, cycled)"""
+    """imagined episodes"""
+    starts: str = "eval"
+    """`eval`: the first frames of 06_eval.py's seeded real episodes (seed offset 0), one per episode,
+    as 06 does; `heldout`: the held-out dataset episodes' first frames, cycled"""
+    denoising_steps: int = 0
+    """sampler steps per imagined frame (0: the world model's own)"""
+    sampler: str = ""
+    """`euler` or `heun` (empty: the world model's own)"""
     thresholds: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
     """classifier thresholds to score"""
     device: str = "auto"
@@ -70,8 +79,14 @@ def main(args: Args) -> str:
     policy = args.policy or task_dir / "bc.pt"
     pi = bc_mod.load_policy(policy).to(device).eval()
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device).eval()
-    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task)
-    starts = ppo_mod.start_frames(args.data_dir, args.task, "heldout")
+    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, args.denoising_steps or None,
+                                 args.sampler or None, task=args.task)
+    if args.starts == "eval":
+        starts = torch.from_numpy(bc_mod.real_start_frames(args.task, pi.cfg["env"], bc_mod.eval_seeds(args.episodes)))
+    elif args.starts == "heldout":
+        starts = ppo_mod.start_frames(args.data_dir, args.task, "heldout")
+    else:
+        common.fail(f"--starts must be eval or heldout, not '{args.starts}'")
     horizon = int(pi.cfg["env"]["max_steps"])
     rec = Recorder(clf)
     ppo_mod.imagined_success(pi, wm, rec, starts, args.episodes, horizon)
@@ -87,8 +102,8 @@ def main(args: Args) -> str:
         real = d["policies"].get(key, {}).get("real")
     if real is None and Path(policy) == task_dir / "bc.pt" and (task_dir / "bc_eval.json").exists():
         real = json.loads((task_dir / "bc_eval.json").read_text())["real"]
-    out = [f"{args.task}, {policy} in {args.run_dir / 'world_model.pt'}, {args.episodes} imagined episodes "
-           f"from {len(starts)} held-out starts; real success: "
+    out = [f"{args.task}, {policy} in {args.run_dir / 'world_model.pt'} ({wm.num_steps} {wm.sampler} steps), "
+           f"{args.episodes} imagined episodes from {len(starts)} {args.starts} starts; real success: "
            + (f"{real['successes']}/{real['episodes']} = {real['success_rate']:.0%}" if real else "not on disk")
            + f"; stored threshold {clf.cfg['threshold']:.2f} ({labels} labels)", "",
            "| threshold | imagined success | gap to real (points) | held-out precision | recall | F1 |",

@@ -34,8 +34,10 @@ def test_all_six_stages(tmp_path):
     for p in saved["policies"].values():
         assert 0 <= p["real"]["success_rate"] <= 1 and p["real"]["episodes"] == 6
         assert 0 <= p["imagined"]["success_rate"] <= 1
-        q = p["paired"]  # same starts in both worlds: every seed reproduces its stored first frame
-        assert q["starts_reproduced"] == q["episodes"] > 0 and sum(q["table"].values()) == q["episodes"]
+        q = p["paired"]  # imagined episode i starts from real episode i's first frame: 4 pairs
+        assert q["episodes"] == 4 and sum(q["table"].values()) == 4
+        assert q["real_successes"] == sum(s is not None for s in p["real"]["steps_to_success"][:4])
+        assert q["imagined_successes"] == sum(s is not None for s in p["imagined"]["steps_to_success"][:4])
     assert np.isfinite(saved["fidelity"]["world_model"]["psnr_model"]).all()
     assert 0 <= saved["classifier_agreement"]["per_step_agreement"] <= 1
     assert (t / "eval" / "results.md").read_text().startswith("###")
@@ -104,12 +106,20 @@ def test_gap_report_detects_wrong_world_model(tiny_data, tmp_path):
         pi.mu_head.weight.zero_(), pi.mu_head.bias.zero_()
     path = tmp_path / "weak.pt"
     common.save_checkpoint(path, "bc", config=cfg, policy=pi.state_dict())
-    real = bc_mod.evaluate_real(path, TINY, cfg["env"], bc_mod.eval_seeds(20), workers=1)
-    starts = torch.from_numpy(np.stack([common.load_episode(p)["frames"][0]
-                                        for p in common.list_episodes(tiny_data, split="heldout")]))
-    imagined = ppo.imagined_success(pi, ShowsSuccessEarly(2, 16), clf, starts, 20, 10)
+    seeds = bc_mod.eval_seeds(20)
+    real = bc_mod.evaluate_real(path, TINY, cfg["env"], seeds, workers=1, keep_frames=20)
+    frames = real.pop("frames")
+    starts = bc_mod.real_start_frames(TINY, cfg["env"], seeds)  # what 06 and the threshold sweep start from
+    assert all(np.array_equal(s, f[0]) for s, f in zip(starts, frames))
+    imagined = ppo.imagined_success(pi, ShowsSuccessEarly(2, 16), clf, torch.from_numpy(starts), 20, 10)
     gap = ev.simulator_gap(real, imagined)
     assert real["success_rate"] < 0.2 and imagined["success_rate"] > 0.8
     assert not gap["trusted"] and gap["success_gap"] > 0.6
+    # per start: the real failures that imagination calls successes are counted as such
+    q = ev.paired_gap(real, imagined, frames, clf)
+    fails = sum(s is None for s in real["steps_to_success"])
+    assert q["table"]["real_fail_imagined_success"] == fails - sum(
+        s is None for r, s in zip(real["steps_to_success"], imagined["steps_to_success"]) if r is None)
+    assert q["table"]["real_fail_imagined_success"] >= fails - 3 and q["agreement"] < 0.3
     # and the gap of a world model that is exactly right is small: compare the policy with itself
     assert ev.simulator_gap(real, real)["trusted"]

@@ -1,6 +1,7 @@
 """Stages 2-5 on the tiny env: each learns what it should, measured."""
 
 import numpy as np
+import pytest
 import torch
 
 import common
@@ -32,12 +33,14 @@ def test_world_model_learns_from_actions(tiny_data, tmp_path):
     assert torch.allclose((x + 1) * 127.5, ((x + 1) * 127.5).round(), atol=1e-3)
 
 
-def test_reward_classifier_separates_success(tiny_data, tmp_path):
+@pytest.mark.parametrize("stem,schedule", [(0, "constant"), (8, "cosine")])
+def test_reward_classifier_separates_success(tiny_data, tmp_path, stem, schedule):
     rep = reward_mod.main(reward_mod.Args(task=TINY, data_dir=tiny_data, run_dir=tmp_path, channels=(16, 32),
-                                          steps=300, batch_size=64))
+                                          steps=300, batch_size=64, stem=stem, lr_schedule=schedule))
     assert rep["heldout"]["f1"] > 0.9, rep
     clf = reward_mod.load_reward(tmp_path / common.task_slug(TINY) / "reward.pt")
     assert 0.05 <= clf.cfg["threshold"] <= 0.95
+    assert clf.cfg["stem"] == stem and sum(isinstance(m, torch.nn.Conv2d) for m in clf.modules()) == 2 + (stem > 0)
 
 
 def test_bc_fits_scripted_policy_and_caps_std(tiny_data, tmp_path):
