@@ -5,6 +5,7 @@
 #   bash run_all.sh                       # CPU defaults (2 cores): button-press, 48x48, BC from 2 demos
 #   TASK=coffee-pull DEMOS=20 bash run_all.sh   # another Meta-World task (pick DEMOS so BC leaves room)
 #   PPO_SEEDS="0 1 2" bash run_all.sh     # several refinement seeds (06 compares them all with BC)
+#   CAM=topview bash run_all.sh           # another Meta-World camera (data and runs get their own folders)
 #   PROFILE=gpu bash run_all.sh           # one GPU: same data and models, ~12x the world-model samples, ~40x the
 #                                         # imagined PPO transitions, 3 PPO seeds (stages 2 and 5 as the README's "GPU run")
 set -euo pipefail
@@ -26,17 +27,19 @@ else
   RUNS=runs/cpu; WM_STEPS=1600; WM_BATCH=32; ENVS=32; ITERS=8; EVAL_EVERY=4; EVAL_EPS=64; DEV=auto
   PPO_SEEDS=${PPO_SEEDS:-0}
 fi
+CAM=${CAM:-corner}
+if [ "$CAM" != corner ]; then DATA=$DATA-$CAM; RUNS=$RUNS-$CAM; fi
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 T0=$(date +%s)
 stamp() { echo "$1 $(( $(date +%s) - T0 ))s" >> "$RUNS/stage_times.txt"; }
 mkdir -p "$RUNS"; : > "$RUNS/stage_times.txt"
 # The paper's data recipe: the world model and the classifier also see rollouts of the
 # imitation policy, so they know the states (and failures) of the policy being refined.
-log "01 collect";     python 01_collect.py --tasks "$TASK" --resolution $RES --data-dir $DATA --seed $SEED; stamp 01_collect
+log "01 collect";     python 01_collect.py --tasks "$TASK" --resolution $RES --camera $CAM --data-dir $DATA --seed $SEED; stamp 01_collect
 log "04 bc";          [ -f $RUNS/$TASK/bc_eval.json ] || \
                       python 04_bc.py --task "$TASK" --num-demos $DEMOS --data-dir $DATA --run-dir $RUNS --device $DEV --seed $SEED; stamp 04_bc
 log "01 collect policy rollouts"
-                      python 01_collect.py --tasks "$TASK" --resolution $RES --data-dir $DATA --seed $SEED \
+                      python 01_collect.py --tasks "$TASK" --resolution $RES --camera $CAM --data-dir $DATA --seed $SEED \
                         --policy $RUNS/$TASK/bc.pt --num-policy 150; stamp 01_collect_policy
 log "02 world model"  # resumes, or returns at once if already trained and evaluated
                       python 02_world_model.py --tasks "$TASK" --data-dir $DATA --run-dir $RUNS --steps $WM_STEPS \

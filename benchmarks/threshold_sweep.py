@@ -106,14 +106,21 @@ def main(args: Args) -> str:
            f"{args.episodes} imagined episodes from {len(starts)} {args.starts} starts; real success: "
            + (f"{real['successes']}/{real['episodes']} = {real['success_rate']:.0%}" if real else "not on disk")
            + f"; stored threshold {clf.cfg['threshold']:.2f} ({labels} labels)", "",
-           "| threshold | imagined success | gap to real (points) | held-out precision | recall | F1 |",
-           "| --- | --- | --- | --- | --- | --- |"]
+           "| threshold | imagined success | gap to real (points) | agreement with real, per start | "
+           "held-out precision | recall | F1 |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    # Per start: 06's real episode i began at the frame imagined episode i began at (--starts eval).
+    r_ok = None
+    if real and args.starts == "eval" and len(real.get("steps_to_success", [])) >= args.episodes:
+        r_ok = np.array([s is not None for s in real["steps_to_success"][:args.episodes]])
     for th in args.thresholds:
-        k = int((p_im > th).any(0).sum())
+        i_ok = (p_im > th).any(0)
+        k = int(i_ok.sum())
         m = reward_mod.binary_metrics(p_re, y, th)
         gap = f"{(k / args.episodes - real['success_rate']) * 100:+.0f}" if real else "-"
-        out.append(f"| {th:.2f} | {k}/{args.episodes} = {k / args.episodes:.0%} | {gap} | {m['precision']:.3f} "
-                   f"| {m['recall']:.3f} | {m['f1']:.3f} |")
+        agree = f"{(i_ok == r_ok).mean():.0%}" if r_ok is not None else "-"
+        out.append(f"| {th:.2f} | {k}/{args.episodes} = {k / args.episodes:.0%} | {gap} | {agree} | "
+                   f"{m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} |")
     text = "\n".join(out)
     print(text)
     return text

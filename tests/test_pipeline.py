@@ -56,6 +56,7 @@ def test_all_six_stages(tmp_path):
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| 0") or line.startswith("| 1")]
     k_bc = saved["policies"]["bc"]["imagined"]["successes"]
     assert rows[1][1].startswith(f"{k_bc}/4"), (text, k_bc)
+    assert rows[1][3] == f"{saved['policies']['bc']['paired']['agreement']:.0%}", text  # per-start agreement too
     assert rows[0][1].startswith("4/4") and rows[2][1].startswith("0/4")  # p > 0 always fires, p > 1 never
     # a time budget stops PPO after the iteration that passes it, and that iteration is still scored
     log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=50, critic_warmup=1,
