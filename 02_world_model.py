@@ -332,7 +332,10 @@ class WorldModel:
 def load_world_model(path: Path, device: torch.device, num_steps: int | None = None,
                      sampler: str | None = None, task: str | None = None) -> WorldModel:
     """The EMA denoiser of a stage-2 checkpoint, ready to imagine. With `task`, refuse a model
-    that never saw that task (its imagination would be of another scene)."""
+    that never saw that task (its imagination would be of another scene). `num_steps` and `sampler`
+    override the sampler stored in the checkpoint (None or empty: keep it)."""
+    if sampler not in (None, "", "euler", "heun"):
+        common.fail(f"--sampler must be euler or heun, not '{sampler}'")
     ck = common.load_checkpoint(path, "world_model", "02_world_model.py")
     if task is not None and task not in ck["config"]["tasks"]:
         common.fail(f"{path} was trained on {ck['config']['tasks']}, not on '{task}'; train one that includes it "

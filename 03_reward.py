@@ -175,6 +175,8 @@ def main(args: Args) -> dict:
     device = common.pick_device(args.device)
     if args.stem < 0 or args.stem % 8:
         common.fail(f"--stem must be 0 or a multiple of 8 (GroupNorm's 8 groups), not {args.stem}")
+    if args.lr_schedule not in ("constant", "cosine"):
+        common.fail(f"--lr-schedule must be constant or cosine, not '{args.lr_schedule}'")
     if args.labels not in ("reached", "per-step"):
         common.fail(f"--labels must be reached or per-step, not '{args.labels}'")
     meta = common.read_meta(args.data_dir)
@@ -209,8 +211,6 @@ def main(args: Args) -> dict:
            "labels": args.labels, "task": args.task, "env": common.env_config_from_meta(meta).__dict__}
     clf = RewardClassifier(cfg).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=args.lr)
-    if args.lr_schedule not in ("constant", "cosine"):
-        common.fail(f"--lr-schedule must be constant or cosine, not '{args.lr_schedule}'")
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + np.cos(np.pi * s / args.steps)) if args.lr_schedule == "cosine" else 1.0)
     gen = torch.Generator().manual_seed(args.seed)
