@@ -9,6 +9,10 @@ rollouts. This script collects that recipe through an env adapter (`common.make_
             and failures that stands in for imitation-policy rollouts until a policy exists.
 - `random`: uniform random actions.
 - `policy`: rollouts of a stage-4 imitation policy (`--policy runs/<task>/bc.pt`).
+- `decoy`:  (optional, `--num-decoy`, not in the paper's recipe) the expert steered to a goal
+            shifted 8-20 cm away: the task done in the wrong place. These are hard negatives
+            for the success classifier (stage 3), which otherwise sees few failures that look
+            like the end of a success (a mug grasped and pulled, but not onto the goal).
 
 Each episode is one `.npz` (format in `common.py`); complete episodes already on disk are
 kept and skipped, so an interrupted run resumes. Reads nothing; writes `<data-dir>/`.
@@ -16,6 +20,7 @@ kept and skipped, so an interrupted run resumes. Reads nothing; writes `<data-di
     python 01_collect.py --tasks button-press              # one task, the paper's 50/150/30
     python 01_collect.py --tasks six --scale 0.2           # the six-task suite, 20% of it
     python 01_collect.py --tasks button-press --policy runs/button-press/bc.pt --num-policy 150
+    python 01_collect.py --tasks coffee-pull --num-decoy 60  # add hard negatives for stage 3
 """
 
 from __future__ import annotations
@@ -47,8 +52,12 @@ class Args:
     """noisy-expert episodes per task (stand-in for the paper's 150 policy rollouts)"""
     num_random: int = 30
     """random-action episodes per task (paper: 30)"""
+    num_decoy: int = 0
+    """decoy episodes per task: the expert aiming at a shifted goal (hard negatives; not in the paper)"""
+    decoy_shift: tuple[float, float] = (0.08, 0.2)
+    """range of the decoy goal's distance from the true goal, in the x-y plane (metres in Meta-World)"""
     scale: float = 1.0
-    """multiplies the three counts above (e.g. 0.2 for a quick run)"""
+    """multiplies the four counts above (e.g. 0.2 for a quick run)"""
     noise_levels: tuple[float, ...] = (0.3, 0.5, 0.7, 1.0)
     """std of the Gaussian action noise of the noisy expert, cycled over its episodes"""
     policy: Path | None = None
@@ -73,9 +82,14 @@ class Args:
 
 # --- 1. One episode -------------------------------------------------------------------
 def run_episode(env: common.EnvAdapter, seed: int, source: str, noise: float = 0.0,
-                policy=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                policy=None, decoy_shift: tuple[float, float] = (0.08, 0.2)
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Roll out one episode; returns frames (L+1,H,W,3), actions (L,D), success (L+1,)."""
     rng = np.random.default_rng(seed)
+    goal_shift = None
+    if source == "decoy":  # one wrong goal per episode, at a random bearing from the true one
+        r, theta = rng.uniform(*decoy_shift), rng.uniform(0, 2 * np.pi)
+        goal_shift = r * np.array([np.cos(theta), np.sin(theta)])
     frame = env.reset(seed)
     frames, actions, success = [frame], [], [False]
     for _ in range(env.max_steps):
@@ -84,7 +98,7 @@ def run_episode(env: common.EnvAdapter, seed: int, source: str, noise: float = 0
         elif source == "policy":
             a = policy.act_np(frames, rng)
         else:
-            a = env.expert_action()
+            a = env.expert_action() if goal_shift is None else env.expert_action(goal_shift=goal_shift)
             if a is None:
                 common.fail("this env has no scripted expert; collect with --num-expert 0 --num-noisy 0")
             a = a + noise * rng.standard_normal(env.action_dim)
@@ -99,11 +113,12 @@ def run_episode(env: common.EnvAdapter, seed: int, source: str, noise: float = 0
 # --- 2. Workers: one env per process, reused across episodes ---------------------------
 _ENVS: dict[str, common.EnvAdapter] = {}
 _POLICY = None
+_DECOY_SHIFT = (0.08, 0.2)
 
 
-def _worker_init(cfg: common.EnvConfig, policy_path: str | None) -> None:
-    global _CFG, _POLICY
-    _CFG = cfg
+def _worker_init(cfg: common.EnvConfig, policy_path: str | None, decoy_shift: tuple[float, float]) -> None:
+    global _CFG, _POLICY, _DECOY_SHIFT
+    _CFG, _DECOY_SHIFT = cfg, decoy_shift
     warnings.filterwarnings("ignore", message="Constant")  # Meta-World experts' clipping notice
     import torch
 
@@ -116,7 +131,7 @@ def _collect_one(job: tuple) -> tuple[str, int, bool, int]:
     task, source, index, noise, seed, path = job
     if task not in _ENVS:
         _ENVS[task] = common.make_env(task, _CFG)
-    frames, actions, success = run_episode(_ENVS[task], seed, source, noise, _POLICY)
+    frames, actions, success = run_episode(_ENVS[task], seed, source, noise, _POLICY, _DECOY_SHIFT)
     common.save_episode(Path(path), frames, actions, success, task, source, seed)
     return task, index, bool(success.any()), len(frames)
 
@@ -124,7 +139,7 @@ def _collect_one(job: tuple) -> tuple[str, int, bool, int]:
 def plan_jobs(args: Args, tasks: list[str]) -> list[tuple]:
     """Every episode to collect, with its seed; those complete on disk are skipped."""
     counts = {"expert": round(args.num_expert * args.scale), "noisy": round(args.num_noisy * args.scale),
-              "random": round(args.num_random * args.scale)}
+              "random": round(args.num_random * args.scale), "decoy": round(args.num_decoy * args.scale)}
     if args.policy is not None:
         counts = {"policy": args.num_policy}
     jobs = []
@@ -153,6 +168,8 @@ def main(args: Args) -> dict:
     if len(dims) > 1:
         common.fail(f"tasks {tasks} have different action dimensions {dims}; collect them in separate --data-dir")
     common.write_meta(args.data_dir, {**dataclasses.asdict(cfg), "action_dim": dims.pop()})
+    if not 0 <= args.decoy_shift[0] <= args.decoy_shift[1]:
+        common.fail(f"--decoy-shift must be two distances LOW HIGH with 0 <= LOW <= HIGH, not {args.decoy_shift}")
     if args.policy is not None:
         common.load_checkpoint(args.policy, "bc", "04_bc.py")  # clear error before spawning workers
     for p in Path(args.data_dir).glob("*/*.npz.tmp"):
@@ -162,7 +179,7 @@ def main(args: Args) -> dict:
     t0, n_frames = time.time(), 0
     ctx = mp.get_context("spawn")  # fresh processes: no GL context or torch threads inherited
     with ctx.Pool(max(1, min(args.workers, len(jobs) or 1)), _worker_init,
-                  (cfg, str(args.policy) if args.policy else None)) as pool:
+                  (cfg, str(args.policy) if args.policy else None, tuple(args.decoy_shift))) as pool:
         bar = tqdm(pool.imap_unordered(_collect_one, jobs), total=len(jobs), desc="collect", unit="ep")
         for task, _, ok, n in bar:
             n_frames += n

@@ -49,7 +49,9 @@ class Args:
     labels: str = "reached"
     """`reached`: a frame is a success from the episode's first success on (what every stage scores:
     an episode ends at its first success); `per-step`: the simulator's flag at that frame, which can
-    drop back after the success (a lever that settles back, a ball that rolls on)"""
+    drop back after the success (a lever that settles back, a ball that rolls on); `agree`: the flag,
+    with the frames where the two disagree (after the first success, flag dropped) left out of
+    training and metrics -- no stage scores them, and they look like neither class"""
     channels: tuple[int, ...] = (32, 64, 64)
     """CNN channels (each layer halves the resolution)"""
     stem: int = 0
@@ -117,11 +119,23 @@ def success_labels(success: np.ndarray, labels: str = "reached") -> np.ndarray:
     """Per-frame targets y of one episode from its simulator flags, (L+1,) bool -> (L+1,) bool.
     `reached` makes success absorbing: y_t = max_{s <= t} success_s. The reward fires on the first
     success and the episode ends there, in imagination and in the real evaluation, so a frame after
-    it is a frame of a finished task, whatever the flag says once the object settles."""
+    it is a frame of a finished task, whatever the flag says once the object settles.
+    `agree` returns the flag; pair it with `scored_mask`, which drops the frames it disagrees on."""
     success = np.asarray(success, dtype=bool)
-    if labels == "per-step":
+    if labels in ("per-step", "agree"):
         return success
     return np.maximum.accumulate(success)
+
+
+def scored_mask(success: np.ndarray, labels: str = "reached") -> np.ndarray:
+    """Which frames of one episode are trained on and scored, (L+1,) bool. All of them, except with
+    `agree`: a frame after the first success whose flag has dropped (a mug carried on past the goal,
+    a lever settling back) is a success for `reached` and a failure for `per-step`. No stage ever
+    scores it -- episodes end at their first success -- so it is left out rather than guessed."""
+    success = np.asarray(success, dtype=bool)
+    if labels != "agree":
+        return np.ones_like(success)
+    return ~(np.maximum.accumulate(success) & ~success)
 
 
 def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float) -> dict:
@@ -177,8 +191,8 @@ def main(args: Args) -> dict:
         common.fail(f"--stem must be 0 or a multiple of 8 (GroupNorm's 8 groups), not {args.stem}")
     if args.lr_schedule not in ("constant", "cosine"):
         common.fail(f"--lr-schedule must be constant or cosine, not '{args.lr_schedule}'")
-    if args.labels not in ("reached", "per-step"):
-        common.fail(f"--labels must be reached or per-step, not '{args.labels}'")
+    if args.labels not in ("reached", "per-step", "agree"):
+        common.fail(f"--labels must be reached, per-step or agree, not '{args.labels}'")
     meta = common.read_meta(args.data_dir)
     wm_mod = common.import_stage("02_world_model")
     paths = common.list_episodes(args.data_dir, [args.task])
@@ -187,10 +201,14 @@ def main(args: Args) -> dict:
     train = [p for p in paths if not common.is_heldout(p, 0.2)]
     load = lambda ps: [common.load_episode(p) for p in ps]  # noqa: E731
     tr, va, te = load(train), load(val), load(heldout)
-    for e in tr + va + te:
+    for e in tr + va + te:  # keep only the scored frames (all of them unless --labels agree)
+        keep = scored_mask(e["success"], args.labels)
+        e["scored"] = {k: e[k][keep] for k in ("frames", "success")}
+        e["scored"]["success"] = success_labels(e["success"], args.labels)[keep]
         e["success"] = success_labels(e["success"], args.labels)
-    X = torch.from_numpy(np.concatenate([e["frames"] for e in tr]))  # (N, H, W, 3) uint8
-    Y = torch.from_numpy(np.concatenate([e["success"] for e in tr])).float()
+    dropped = sum(len(e["success"]) - len(e["scored"]["success"]) for e in tr + va + te)
+    X = torch.from_numpy(np.concatenate([e["scored"]["frames"] for e in tr]))  # (N, H, W, 3) uint8
+    Y = torch.from_numpy(np.concatenate([e["scored"]["success"] for e in tr])).float()
     wm_path = args.world_model or args.run_dir / "world_model.pt"
     if args.imagined_frames:
         if not Path(wm_path).exists():
@@ -201,8 +219,9 @@ def main(args: Args) -> dict:
             eps = tr[i:i + 64]
             H = min(len(e["actions"]) for e in eps)
             imagined, _ = wm_mod.open_loop(wm, eps, 0, H)  # (n, H, 3, h, w), imagined x_1..x_H
-            im_x.append(wm_mod.to_uint8(imagined).flatten(0, 1))
-            im_y.append(torch.from_numpy(np.stack([e["success"][1:H + 1] for e in eps])).flatten().float())
+            keep = torch.from_numpy(np.stack([scored_mask(e["success"], args.labels)[1:H + 1] for e in eps]))
+            im_x.append(wm_mod.to_uint8(imagined)[keep])  # (kept frames, h, w, 3) uint8
+            im_y.append(torch.from_numpy(np.stack([e["success"][1:H + 1] for e in eps]))[keep].float())
         X, Y = torch.cat([X, *im_x]), torch.cat([Y, *im_y])
     if Y.sum() == 0:
         common.fail(f"no success frames for {args.task} in {args.data_dir}; collect expert episodes first")
@@ -215,7 +234,8 @@ def main(args: Args) -> dict:
         opt, lambda s: 0.5 * (1 + np.cos(np.pi * s / args.steps)) if args.lr_schedule == "cosine" else 1.0)
     gen = torch.Generator().manual_seed(args.seed)
     print(f"reward classifier: {len(Y)} training frames, {int(Y.sum())} successes "
-          f"(pos_weight {pos_weight:.1f}), {len(val)} validation and {len(heldout)} held-out episodes")
+          f"(pos_weight {pos_weight:.1f}), {len(val)} validation and {len(heldout)} held-out episodes"
+          + (f"; {dropped} unscored frames left out (--labels agree)" if args.labels == "agree" else ""))
     bar = tqdm(range(args.steps), desc="reward", unit="step")
     for step in bar:
         idx = torch.randint(len(Y), (args.batch_size,), generator=gen)
@@ -228,10 +248,10 @@ def main(args: Args) -> dict:
         if step % 20 == 0:
             bar.set_postfix(bce=f"{loss.item():.4f}", refresh=False)
     clf.eval()
-    cat = lambda eps, k: np.concatenate([e[k] for e in eps])  # noqa: E731
+    cat = lambda eps, k: np.concatenate([e["scored"][k] for e in eps])  # noqa: E731
     p_val, y_val = predict(clf, cat(va, "frames"), device), cat(va, "success")
     clf.cfg["threshold"] = cfg["threshold"] = best_threshold(p_val, y_val)
-    report = {"threshold": cfg["threshold"], "labels": args.labels,
+    report = {"threshold": cfg["threshold"], "labels": args.labels, "unscored_frames_left_out": dropped,
               "validation": binary_metrics(p_val, y_val, cfg["threshold"]),
               "heldout": binary_metrics(predict(clf, cat(te, "frames"), device), cat(te, "success"), cfg["threshold"])}
     h = report["heldout"]

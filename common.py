@@ -14,7 +14,7 @@ Dataset format (a user with recorded robot demos can write it with `save_episode
         frames   uint8   (L+1, H, W, 3)  upright RGB; frames[0] is the reset frame
         actions  float32 (L, D)          actions as executed, in [-1, 1]
         success  bool    (L+1,)          success[t] labels frames[t] (success[0] is False)
-        task     str, source str (expert / noisy / random / policy / demo), seed int64
+        task     str, source str (expert / noisy / random / decoy / policy / demo), seed int64
 """
 
 from __future__ import annotations
@@ -135,7 +135,9 @@ class EnvAdapter(Protocol):
 
     def reset(self, seed: int) -> np.ndarray: ...
     def step(self, action: np.ndarray) -> tuple[np.ndarray, bool]: ...
-    def expert_action(self) -> np.ndarray | None: ...  # None where no scripted expert exists
+    # The scripted expert's action, None where there is none. `goal_shift` (x, y), optional: aim it
+    # that far from the true goal instead (a decoy: the task done in the wrong place).
+    def expert_action(self, goal_shift: np.ndarray | None = None) -> np.ndarray | None: ...
     def close(self) -> None: ...
 
 
@@ -208,10 +210,14 @@ class MetaWorldAdapter:
             self._obs, _, _, _, info = self.env.step(a)
         return self.render(), bool(info["success"])
 
-    def expert_action(self) -> np.ndarray | None:
+    def expert_action(self, goal_shift: np.ndarray | None = None) -> np.ndarray | None:
         if self.expert is None:
             return None
-        return np.clip(self.expert.get_action(self._obs), -1, 1).astype(np.float32)
+        obs = self._obs
+        if goal_shift is not None:  # the experts read the goal from the last 3 entries of obs
+            obs = obs.copy()
+            obs[-3:-1] += goal_shift
+        return np.clip(self.expert.get_action(obs), -1, 1).astype(np.float32)
 
     def close(self) -> None:
         if self.renderer is not None:
@@ -263,7 +269,7 @@ class GymAdapter:
                 break
         return self._frame(), success
 
-    def expert_action(self) -> np.ndarray | None:
+    def expert_action(self, goal_shift: np.ndarray | None = None) -> np.ndarray | None:
         return None
 
     def close(self) -> None:

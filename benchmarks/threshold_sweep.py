@@ -93,8 +93,9 @@ def main(args: Args) -> str:
     p_im = torch.stack(rec.p).numpy()  # (horizon, episodes)
     heldout = [common.load_episode(p) for p in common.list_episodes(args.data_dir, [args.task], split="heldout")]
     labels = clf.cfg.get("labels", "per-step")
-    y = np.concatenate([reward_mod.success_labels(e["success"], labels) for e in heldout])
-    p_re = np.concatenate([reward_mod.predict(clf, e["frames"], device) for e in heldout])
+    keep = [reward_mod.scored_mask(e["success"], labels) for e in heldout]  # all frames unless `agree`
+    y = np.concatenate([reward_mod.success_labels(e["success"], labels)[k] for e, k in zip(heldout, keep)])
+    p_re = np.concatenate([reward_mod.predict(clf, e["frames"][k], device) for e, k in zip(heldout, keep)])
     real = None  # the policy's real success, from 06's results (keyed as 06 labels it) or 04's own
     if (task_dir / "eval" / "results.json").exists():
         d = json.loads((task_dir / "eval" / "results.json").read_text())

@@ -140,3 +140,26 @@ def test_metaworld_labels_and_expert_success(coffee, monkeypatch):
         assert list(success[1:]) == per_decision and not success[0]
         succ += success.any()
     assert succ == 4  # the scripted expert solves coffee-pull (100% over 20 episodes in NOTES)
+
+
+def test_decoy_episodes_do_the_task_in_the_wrong_place(tmp_path):
+    """`decoy`: the expert aims at a goal shifted beyond the success radius, so it ends away from
+    the goal, not in success (its path may cross the goal: labels stay the env's), while the plain
+    expert from the same start ends in success."""
+    tiny = __import__("tests.tiny_env", fromlist=["make"])
+    env = common.make_env(TINY, common.EnvConfig(resolution=16, action_repeat=1, max_steps=10))
+    for seed in range(5):
+        _, _, success = collect.run_episode(env, seed, "decoy", decoy_shift=(0.3, 0.3))
+        end = env.p.copy()
+        assert not success[-1]
+        assert np.linalg.norm(end - tiny.GOAL) > tiny.RADIUS
+        _, _, success = collect.run_episode(env, seed, "expert")
+        assert success[-1]
+    d = tmp_path / "data"
+    collect.main(collect.Args(tasks=[TINY], data_dir=d, num_expert=0, num_noisy=0, num_random=0, num_decoy=3,
+                              resolution=16, action_repeat=1, max_steps=10, workers=1))
+    eps = [common.load_episode(p) for p in common.list_episodes(d, sources=("decoy",))]
+    assert len(eps) == 3 and all(e["source"] == "decoy" for e in eps)
+    with pytest.raises(common.UserError, match="--decoy-shift"):
+        collect.main(collect.Args(tasks=[TINY], data_dir=d, num_decoy=1, decoy_shift=(0.3, 0.1),
+                                  resolution=16, action_repeat=1, max_steps=10, workers=1))

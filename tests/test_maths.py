@@ -107,6 +107,10 @@ def test_success_labels_absorbing_or_per_step():
     assert reward.success_labels(flags).tolist() == [0, 0, 1, 1, 1, 1]
     assert reward.success_labels(flags, "per-step").tolist() == flags.tolist()
     assert not reward.success_labels(np.zeros(4, dtype=bool)).any()
+    # `agree`: the flag, and the frames where the flag dropped after the first success left out
+    assert reward.success_labels(flags, "agree").tolist() == flags.tolist()
+    assert reward.scored_mask(flags, "agree").tolist() == [1, 1, 1, 0, 1, 0]
+    assert reward.scored_mask(flags).all() and reward.scored_mask(flags, "per-step").all()
 
 
 def test_wilson_interval():

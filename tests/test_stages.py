@@ -33,11 +33,17 @@ def test_world_model_learns_from_actions(tiny_data, tmp_path):
     assert torch.allclose((x + 1) * 127.5, ((x + 1) * 127.5).round(), atol=1e-3)
 
 
-@pytest.mark.parametrize("stem,schedule", [(0, "constant"), (8, "cosine")])
-def test_reward_classifier_separates_success(tiny_data, tmp_path, stem, schedule):
+@pytest.mark.parametrize("stem,schedule,labels", [(0, "constant", "reached"), (8, "cosine", "agree")])
+def test_reward_classifier_separates_success(tiny_data, tmp_path, stem, schedule, labels):
     rep = reward_mod.main(reward_mod.Args(task=TINY, data_dir=tiny_data, run_dir=tmp_path, channels=(16, 32),
-                                          steps=300, batch_size=64, stem=stem, lr_schedule=schedule))
+                                          steps=300, batch_size=64, stem=stem, lr_schedule=schedule, labels=labels))
     assert rep["heldout"]["f1"] > 0.9, rep
+    # `agree` leaves out exactly the frames after a first success whose flag has dropped
+    flags = [common.load_episode(p)["success"] for p in common.list_episodes(tiny_data)]
+    dropped = sum(int((np.maximum.accumulate(f) & ~f).sum()) for f in flags)
+    assert dropped > 0 and rep["unscored_frames_left_out"] == (dropped if labels == "agree" else 0)
+    heldout = [common.load_episode(p)["success"] for p in common.list_episodes(tiny_data, split="heldout")]
+    assert rep["heldout"]["frames"] == sum(int(reward_mod.scored_mask(f, labels).sum()) for f in heldout)
     clf = reward_mod.load_reward(tmp_path / common.task_slug(TINY) / "reward.pt")
     assert 0.05 <= clf.cfg["threshold"] <= 0.95
     assert clf.cfg["stem"] == stem and sum(isinstance(m, torch.nn.Conv2d) for m in clf.modules()) == 2 + (stem > 0)

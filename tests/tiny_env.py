@@ -37,8 +37,9 @@ class TinyReach:
             self.p = np.clip(self.p + STEP * np.clip(action, -1, 1), 0, 1)
         return self.render(), bool(np.linalg.norm(self.p - GOAL) < RADIUS)
 
-    def expert_action(self) -> np.ndarray:
-        return np.clip((GOAL - self.p) / STEP, -1, 1).astype(np.float32)
+    def expert_action(self, goal_shift: np.ndarray | None = None) -> np.ndarray:
+        goal = GOAL if goal_shift is None else GOAL + goal_shift
+        return np.clip((goal - self.p) / STEP, -1, 1).astype(np.float32)
 
     def close(self) -> None:
         pass
