@@ -144,7 +144,8 @@ def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float) -> dict:
     prec = tp / max(tp + fp, 1)
     rec = tp / max(tp + fn, 1)
     return {"precision": prec, "recall": rec, "f1": 2 * prec * rec / max(prec + rec, 1e-9),
-            "accuracy": float((pred == y).mean()), "positives": int(y.sum()), "frames": int(len(y))}
+            "accuracy": float((pred == y).mean()), "positives": int(y.sum()), "frames": int(len(y)),
+            "false_positives": fp, "false_negatives": fn}
 
 
 def best_threshold(p: np.ndarray, y: np.ndarray) -> float:
@@ -258,6 +259,15 @@ def main(args: Args) -> dict:
     print(f"held-out ({len(te)} episodes, {h['frames']} frames, {h['positives']} successes): "
           f"precision {h['precision']:.3f} recall {h['recall']:.3f} F1 {h['f1']:.3f} accuracy {h['accuracy']:.3f} "
           f"at threshold {cfg['threshold']:.2f}")
+    # Where the errors are: the same metrics per data source (expert, noisy, random, decoy, policy).
+    report["heldout_by_source"] = {}
+    for src in sorted({e["source"] for e in te}):
+        eps = [e for e in te if e["source"] == src]
+        m = binary_metrics(predict(clf, cat(eps, "frames"), device), cat(eps, "success"), cfg["threshold"])
+        report["heldout_by_source"][src] = {"episodes": len(eps), **m}
+    print("held-out errors by source: " + ", ".join(
+        f"{k} ({v['episodes']} episodes) {v['false_positives']} false positives, {v['false_negatives']} missed"
+        for k, v in report["heldout_by_source"].items()))
     out = args.run_dir / common.task_slug(args.task)
     common.save_checkpoint(out / "reward.pt", "reward", config=cfg, model=clf.state_dict(), seed=args.seed)
     if Path(wm_path).exists():

@@ -44,6 +44,10 @@ def test_reward_classifier_separates_success(tiny_data, tmp_path, stem, schedule
     assert dropped > 0 and rep["unscored_frames_left_out"] == (dropped if labels == "agree" else 0)
     heldout = [common.load_episode(p)["success"] for p in common.list_episodes(tiny_data, split="heldout")]
     assert rep["heldout"]["frames"] == sum(int(reward_mod.scored_mask(f, labels).sum()) for f in heldout)
+    by_src = rep["heldout_by_source"]  # the per-source breakdown partitions the held-out errors
+    assert set(by_src) <= {"expert", "noisy", "random"} and len(by_src) >= 2
+    for k in ("frames", "positives", "false_positives", "false_negatives"):
+        assert sum(v[k] for v in by_src.values()) == rep["heldout"][k]
     clf = reward_mod.load_reward(tmp_path / common.task_slug(TINY) / "reward.pt")
     assert 0.05 <= clf.cfg["threshold"] <= 0.95
     assert clf.cfg["stem"] == stem and sum(isinstance(m, torch.nn.Conv2d) for m in clf.modules()) == 2 + (stem > 0)
