@@ -10,7 +10,7 @@ rollouts. This script collects that recipe through an env adapter (`common.make_
 - `random`: uniform random actions.
 - `policy`: rollouts of a stage-4 imitation policy (`--policy runs/<task>/bc.pt`).
 - `decoy`:  (optional, `--num-decoy`, not in the paper's recipe) the expert steered to a goal
-            shifted 8-20 cm away: the task done in the wrong place. These are hard negatives
+            shifted 12-25 cm away: the task done in the wrong place. These are hard negatives
             for the success classifier (stage 3), which otherwise sees few failures that look
             like the end of a success (a mug grasped and pulled, but not onto the goal).
 
@@ -54,8 +54,9 @@ class Args:
     """random-action episodes per task (paper: 30)"""
     num_decoy: int = 0
     """decoy episodes per task: the expert aiming at a shifted goal (hard negatives; not in the paper)"""
-    decoy_shift: tuple[float, float] = (0.08, 0.2)
-    """range of the decoy goal's distance from the true goal, in the x-y plane (metres in Meta-World)"""
+    decoy_shift: tuple[float, float] = (0.12, 0.25)
+    """range of the decoy goal's distance from the true goal, in the x-y plane (metres in Meta-World);
+    keep the low end well outside the success radius (coffee-pull: 7 cm), or decoys are near misses"""
     scale: float = 1.0
     """multiplies the four counts above (e.g. 0.2 for a quick run)"""
     noise_levels: tuple[float, ...] = (0.3, 0.5, 0.7, 1.0)
@@ -82,7 +83,7 @@ class Args:
 
 # --- 1. One episode -------------------------------------------------------------------
 def run_episode(env: common.EnvAdapter, seed: int, source: str, noise: float = 0.0,
-                policy=None, decoy_shift: tuple[float, float] = (0.08, 0.2)
+                policy=None, decoy_shift: tuple[float, float] = (0.12, 0.25)
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Roll out one episode; returns frames (L+1,H,W,3), actions (L,D), success (L+1,)."""
     rng = np.random.default_rng(seed)
@@ -113,7 +114,7 @@ def run_episode(env: common.EnvAdapter, seed: int, source: str, noise: float = 0
 # --- 2. Workers: one env per process, reused across episodes ---------------------------
 _ENVS: dict[str, common.EnvAdapter] = {}
 _POLICY = None
-_DECOY_SHIFT = (0.08, 0.2)
+_DECOY_SHIFT = (0.12, 0.25)
 
 
 def _worker_init(cfg: common.EnvConfig, policy_path: str | None, decoy_shift: tuple[float, float]) -> None:
