@@ -203,10 +203,9 @@ def main(args: Args) -> dict:
     load = lambda ps: [common.load_episode(p) for p in ps]  # noqa: E731
     tr, va, te = load(train), load(val), load(heldout)
     for e in tr + va + te:  # keep only the scored frames (all of them unless --labels agree)
-        keep = scored_mask(e["success"], args.labels)
-        e["scored"] = {k: e[k][keep] for k in ("frames", "success")}
-        e["scored"]["success"] = success_labels(e["success"], args.labels)[keep]
+        keep = scored_mask(e["success"], args.labels)  # from the simulator's flags, before relabelling
         e["success"] = success_labels(e["success"], args.labels)
+        e["scored"] = {"frames": e["frames"][keep], "success": e["success"][keep]}
     dropped = sum(len(e["success"]) - len(e["scored"]["success"]) for e in tr + va + te)
     X = torch.from_numpy(np.concatenate([e["scored"]["frames"] for e in tr]))  # (N, H, W, 3) uint8
     Y = torch.from_numpy(np.concatenate([e["scored"]["success"] for e in tr])).float()
