@@ -52,7 +52,7 @@ print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for t in tasks:
     r = json.loads((runs / t / "reward_metrics.json").read_text())
     h, src = r["heldout"], r.get("heldout_by_source", {})
-    by = ", ".join(f"{k} {v['episodes']}" for k, v in src.items())
+    by = ", ".join(f"{k} {v['episodes']}" for k, v in src.items()) or "not recorded (run before session 6)"
     plain = f"{f1([v for k, v in src.items() if k != 'decoy']):.3f}" if "decoy" in src else "-"
     print(f"| {t} | {by} | {h['frames']} ({h['positives']}) | {h['precision']:.3f} | {h['recall']:.3f} "
           f"| {h['f1']:.3f} | {plain} | {r['threshold']:.2f} |")
