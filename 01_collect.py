@@ -99,7 +99,14 @@ def run_episode(env: common.EnvAdapter, seed: int, source: str, noise: float = 0
         elif source == "policy":
             a = policy.act_np(frames, rng)
         else:
-            a = env.expert_action() if goal_shift is None else env.expert_action(goal_shift=goal_shift)
+            if goal_shift is None:
+                a = env.expert_action()
+            else:
+                try:
+                    a = env.expert_action(goal_shift=goal_shift)
+                except TypeError:
+                    common.fail("this env's expert_action() takes no goal_shift, which decoy episodes need; "
+                                "collect with --num-decoy 0")
             if a is None:
                 common.fail("this env has no scripted expert; collect with --num-expert 0 --num-noisy 0")
             a = a + noise * rng.standard_normal(env.action_dim)

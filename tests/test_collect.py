@@ -160,6 +160,11 @@ def test_decoy_episodes_do_the_task_in_the_wrong_place(tmp_path):
                               resolution=16, action_repeat=1, max_steps=10, workers=1))
     eps = [common.load_episode(p) for p in common.list_episodes(d, sources=("decoy",))]
     assert len(eps) == 3 and all(e["source"] == "decoy" for e in eps)
+    class NoShiftExpert(tiny.TinyReach):  # an adapter written before goal_shift existed
+        def expert_action(self):
+            return super().expert_action()
+    with pytest.raises(common.UserError, match="goal_shift"):
+        collect.run_episode(NoShiftExpert(16, 1, 10), 0, "decoy")
     with pytest.raises(common.UserError, match="--decoy-shift"):
         collect.main(collect.Args(tasks=[TINY], data_dir=d, num_decoy=1, decoy_shift=(0.3, 0.1),
                                   resolution=16, action_repeat=1, max_steps=10, workers=1))
