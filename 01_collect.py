@@ -38,6 +38,9 @@ from tqdm import tqdm
 import common
 
 
+DECOY_SHIFT = (0.12, 0.25)  # metres: well outside coffee-pull's 7 cm success radius
+
+
 @dataclasses.dataclass
 class Args:
     tasks: list[str] = dataclasses.field(default_factory=lambda: ["button-press"])
@@ -54,7 +57,7 @@ class Args:
     """random-action episodes per task (paper: 30)"""
     num_decoy: int = 0
     """decoy episodes per task: the expert aiming at a shifted goal (hard negatives; not in the paper)"""
-    decoy_shift: tuple[float, float] = (0.12, 0.25)
+    decoy_shift: tuple[float, float] = DECOY_SHIFT
     """range of the decoy goal's distance from the true goal, in the x-y plane (metres in Meta-World);
     keep the low end well outside the success radius (coffee-pull: 7 cm), or decoys are near misses"""
     scale: float = 1.0
@@ -83,7 +86,7 @@ class Args:
 
 # --- 1. One episode -------------------------------------------------------------------
 def run_episode(env: common.EnvAdapter, seed: int, source: str, noise: float = 0.0,
-                policy=None, decoy_shift: tuple[float, float] = (0.12, 0.25)
+                policy=None, decoy_shift: tuple[float, float] = DECOY_SHIFT
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Roll out one episode; returns frames (L+1,H,W,3), actions (L,D), success (L+1,)."""
     rng = np.random.default_rng(seed)
@@ -121,7 +124,7 @@ def run_episode(env: common.EnvAdapter, seed: int, source: str, noise: float = 0
 # --- 2. Workers: one env per process, reused across episodes ---------------------------
 _ENVS: dict[str, common.EnvAdapter] = {}
 _POLICY = None
-_DECOY_SHIFT = (0.12, 0.25)
+_DECOY_SHIFT = DECOY_SHIFT
 
 
 def _worker_init(cfg: common.EnvConfig, policy_path: str | None, decoy_shift: tuple[float, float]) -> None:

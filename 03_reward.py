@@ -251,9 +251,11 @@ def main(args: Args) -> dict:
     cat = lambda eps, k: np.concatenate([e["scored"][k] for e in eps])  # noqa: E731
     p_val, y_val = predict(clf, cat(va, "frames"), device), cat(va, "success")
     clf.cfg["threshold"] = cfg["threshold"] = best_threshold(p_val, y_val)
+    for e in te:  # held-out verdicts once per episode: scored as a whole and by source below
+        e["scored"]["p"] = predict(clf, e["scored"]["frames"], device)
     report = {"threshold": cfg["threshold"], "labels": args.labels, "unscored_frames_left_out": dropped,
               "validation": binary_metrics(p_val, y_val, cfg["threshold"]),
-              "heldout": binary_metrics(predict(clf, cat(te, "frames"), device), cat(te, "success"), cfg["threshold"])}
+              "heldout": binary_metrics(cat(te, "p"), cat(te, "success"), cfg["threshold"])}
     h = report["heldout"]
     print(f"held-out ({len(te)} episodes, {h['frames']} frames, {h['positives']} successes): "
           f"precision {h['precision']:.3f} recall {h['recall']:.3f} F1 {h['f1']:.3f} accuracy {h['accuracy']:.3f} "
@@ -262,7 +264,7 @@ def main(args: Args) -> dict:
     report["heldout_by_source"] = {}
     for src in sorted({e["source"] for e in te}):
         eps = [e for e in te if e["source"] == src]
-        m = binary_metrics(predict(clf, cat(eps, "frames"), device), cat(eps, "success"), cfg["threshold"])
+        m = binary_metrics(cat(eps, "p"), cat(eps, "success"), cfg["threshold"])
         report["heldout_by_source"][src] = {"episodes": len(eps), **m}
     print("held-out errors by source: " + ", ".join(
         f"{k} ({v['episodes']} episodes) {v['false_positives']} false positives, {v['false_negatives']} missed"
