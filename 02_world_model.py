@@ -53,8 +53,8 @@ class Args:
     """K, bins per action dimension (two-hot, Sec. III-B)"""
     action_encoding: str = "two-hot"
     """`two-hot` (the paper's) or `one-hot` (nearest bin; the paper's ablation)"""
-    channels: tuple[int, ...] = (32, 64, 64, 64)
-    """U-Net channels per resolution level"""
+    channels: tuple[int, ...] = (16, 32, 64, 64)
+    """U-Net channels per resolution level (few at full resolution, where a CPU spends its time)"""
     cond_dim: int = 128
     """width of the conditioning vector (noise level + actions) fed to AdaGN"""
     sigma_data: float = 0.5
@@ -65,7 +65,7 @@ class Args:
     """std of ln(sigma) during training"""
     cond_noise_max: float = 0.1
     """conditioning frames get N(0, s^2) noise, s ~ U(0, this), so the model tolerates its own errors"""
-    steps: int = 4000
+    steps: int = 3200
     """optimizer steps"""
     max_minutes: float = 0.0
     """stop training after this many minutes (0: no time limit); resume continues the step count"""
@@ -79,6 +79,8 @@ class Args:
     """sampler steps per generated frame"""
     sampler: str = "euler"
     """`euler` or `heun`"""
+    precision: str = "auto"
+    """`bf16` (autocast), `fp32`, or `auto` (bf16 where the hardware runs it fast); training and sampling"""
     eval_horizon: int = 16
     """H, open-loop steps of the fidelity evaluation"""
     ckpt_every: int = 500
@@ -297,17 +299,24 @@ class Transitions:
 class WorldModel:
     """A frozen denoiser plus rolling histories: N imagined environments stepped in one call."""
 
-    def __init__(self, denoiser: Denoiser, device: torch.device, num_steps: int = 3, sampler: str = "euler"):
+    def __init__(self, denoiser: Denoiser, device: torch.device, num_steps: int = 3, sampler: str = "euler",
+                 precision: str = "auto"):
         self.D = denoiser.to(device).eval()
         self.cfg, self.device, self.num_steps, self.sampler = denoiser.cfg, device, num_steps, sampler
+        self.precision = precision
         self.T = self.cfg["history"]
+        # On a CPU the denoiser runs fastest per sample at ~32 samples a call (larger batches' activations
+        # leave the cache; benchmarks/throughput.py); a GPU wants the whole batch at once.
+        self.chunk = 32 if device.type == "cpu" else 1 << 30
 
     @torch.no_grad()
     def step(self, frames: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """frames (N, T, 3, H, W) in [-1, 1]; actions (N, T, D) whose last row is the new action;
         mask (N, T). Returns the next frames (N, 3, H, W), quantised to 8 bits like real frames."""
-        x = self.D.sample(frames.to(self.device), actions.to(self.device), mask.to(self.device),
-                          self.num_steps, self.sampler)
+        frames, actions, mask = frames.to(self.device), actions.to(self.device), mask.to(self.device)
+        with common.autocast(self.device, self.precision):  # bf16 convolutions where fast (common.py)
+            x = torch.cat([self.D.sample(frames[i:i + self.chunk], actions[i:i + self.chunk], mask[i:i + self.chunk],
+                                         self.num_steps, self.sampler) for i in range(0, len(frames), self.chunk)])
         return to_float(to_uint8(x))  # quantise: imagined frames live on the same grid as real ones
 
     def start(self, first_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -330,10 +339,11 @@ class WorldModel:
 
 
 def load_world_model(path: Path, device: torch.device, num_steps: int | None = None,
-                     sampler: str | None = None, task: str | None = None) -> WorldModel:
+                     sampler: str | None = None, task: str | None = None, precision: str = "auto") -> WorldModel:
     """The EMA denoiser of a stage-2 checkpoint, ready to imagine. With `task`, refuse a model
     that never saw that task (its imagination would be of another scene). `num_steps` and `sampler`
-    override the sampler stored in the checkpoint (None or empty: keep it)."""
+    override the sampler stored in the checkpoint (None or empty: keep it); `precision` as in
+    `common.autocast`."""
     if sampler not in (None, "", "euler", "heun"):
         common.fail(f"--sampler must be euler or heun, not '{sampler}'")
     ck = common.load_checkpoint(path, "world_model", "02_world_model.py")
@@ -342,7 +352,8 @@ def load_world_model(path: Path, device: torch.device, num_steps: int | None = N
                     f"(02_world_model.py --tasks {task} ...) or point --run-dir elsewhere")
     D = Denoiser(ck["config"])
     D.load_state_dict(ck["ema"])
-    return WorldModel(D, device, num_steps or ck["config"]["denoising_steps"], sampler or ck["config"]["sampler"])
+    return WorldModel(D, device, num_steps or ck["config"]["denoising_steps"], sampler or ck["config"]["sampler"],
+                      precision)
 
 
 # --- 7. Fidelity: open-loop rollouts against the copy-last-frame baseline ---------------
@@ -411,6 +422,7 @@ def main(args: Args) -> dict:
     device = common.pick_device(args.device)
     if args.action_encoding not in ("two-hot", "one-hot"):
         common.fail(f"--action-encoding must be two-hot or one-hot, not '{args.action_encoding}'")
+    common.autocast(device, args.precision)  # checks the flag before any work
     meta = common.read_meta(args.data_dir)
     tasks = common.expand_tasks(args.tasks)
     train = Transitions(common.list_episodes(args.data_dir, tasks, split="train"), args.history)
@@ -453,7 +465,8 @@ def main(args: Args) -> dict:
         # Noise-augment the conditioning frames: at imagination time they are the model's own outputs.
         s_aug = torch.rand(len(frames), 1, 1, 1, 1, device=device) * args.cond_noise_max
         frames = frames + s_aug * torch.randn_like(frames)
-        loss = D.loss(x0, frames, actions, mask, args.p_mean, args.p_std)
+        with common.autocast(device, args.precision):  # bf16 forward where fast; weights and Adam stay fp32
+            loss = D.loss(x0, frames, actions, mask, args.p_mean, args.p_std)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(D.parameters(), 1.0)
@@ -482,7 +495,7 @@ def main(args: Args) -> dict:
     train_seconds = time.time() - t_start
 
     # Fidelity on held-out episodes, from the episode start and from mid-episode.
-    wm = WorldModel(ema, device, args.denoising_steps, args.sampler)
+    wm = WorldModel(ema, device, args.denoising_steps, args.sampler, args.precision)
     out_dir = args.run_dir / "world_model_eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"step": step, "train_seconds": train_seconds, "samples_per_s": samples / max(train_seconds, 1e-9)}

@@ -92,7 +92,7 @@ class GaussianPolicy(nn.Module):
 
     def dist(self, x: torch.Tensor) -> torch.distributions.Normal:
         """pi(. | x) for stacked frames x (B, S, 3, H, W)."""
-        mu = torch.tanh(self.mu_head(self.encoder(x)))
+        mu = torch.tanh(self.mu_head(self.encoder(x))).float()  # fp32 also under bf16 autocast
         log_std = self.log_std.clamp(-5.0, self.cfg["log_std_max"])  # sigma <= e^log_std_max
         return torch.distributions.Normal(mu, log_std.exp().expand_as(mu))
 

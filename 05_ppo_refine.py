@@ -55,8 +55,8 @@ class Args:
     """dataset of stage 1 (only first frames are used, as imagined start states)"""
     run_dir: Path = Path("runs")
     """where stages 2-4 wrote their checkpoints; outputs go to <run-dir>/<task>/ppo_seed<seed>/"""
-    num_envs: int = 32
-    """N, imagined episodes stepped in one batched call"""
+    num_envs: int = 256
+    """N, imagined episodes per rollout: hundreds, so that a sparse 0/1 reward gives usable advantages"""
     horizon: int = 0
     """imagined episode length in decisions (0: the real episode length from the dataset)"""
     iterations: int = 12
@@ -64,7 +64,7 @@ class Args:
     max_minutes: float = 0.0
     """stop after the iteration that passes this many minutes (0: no time limit); that iteration is scored"""
     learning_rate: float = 1e-4
-    """actor learning rate (small: the policy should move gradually)"""
+    """actor learning rate at the start; it then adapts so each update moves the policy by ~`target_kl`"""
     critic_lr: float = 3e-4
     """critic learning rate"""
     gamma: float = 0.99
@@ -79,19 +79,19 @@ class Args:
     """minibatches per epoch"""
     ent_coef: float = 0.0
     """entropy bonus"""
-    vf_coef: float = 0.5
-    """value-loss weight (Eq. 9)"""
     max_grad_norm: float = 0.5
     """gradient clipping"""
     target_kl: float = 0.02
-    """stop an update's epochs once approx_kl exceeds this (trust region)"""
+    """trust region: the actor stops stepping on a rollout once approx_kl passes 1.5x this, and its
+    learning rate is raised (x1.5) after an update that moved less than half of it, cut after one that
+    moved more than twice it"""
     init_std: float = 0.1
     """exploration std at the start (the cap sigma <= 1 stays the upper bound)"""
     critic_warmup: int = 2
     """iterations in which only the critic learns"""
-    eval_every: int = 2
+    eval_every: int = 4
     """score the mean-action policy in imagination on held-out starts every this many iterations"""
-    eval_episodes: int = 64
+    eval_episodes: int = 128
     """imagined episodes for that score"""
     min_improvement: float = 0.05
     """a refined policy replaces BC only if its held-out imagined success beats BC's by this much"""
@@ -100,6 +100,8 @@ class Args:
     and, measured on button-press, less optimistic imagination, at proportionally more compute"""
     sampler: str = ""
     """`euler` or `heun` for imagined frames (empty: the world model's own)"""
+    precision: str = "auto"
+    """imagination, actor and critic in `bf16`, `fp32`, or `auto` (bf16 where fast; common.autocast)"""
     real_eval_every: int = 0
     """OPTIONAL, for learning curves only: real-env success every this many iterations (0: off);
     its real steps are counted and reported, never used for training"""
@@ -233,39 +235,65 @@ class Critic(nn.Module):
 
 def ppo_update(pi, critic, opt_pi, opt_v, b: dict, args: Args, train_actor: bool) -> dict:
     """Minibatch epochs over a flattened rollout `b` (b_obs, b_actions, b_logprobs, b_advantages,
-    b_returns, b_values). Returns diagnostics."""
+    b_returns, b_values). The critic runs every epoch; the actor stops stepping once the policy has
+    moved past 1.5 x target_kl from the one that collected `b` (checked on each minibatch before its
+    step, so a single overshooting epoch cannot happen). Returns diagnostics."""
     n = len(b["obs"])
     mb_size = max(1, n // args.num_minibatches)
-    stats = {"pg_loss": 0.0, "v_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clipfrac": 0.0}
-    count = 0
+    device = b["obs"].device
+    stats = {"pg_loss": 0.0, "v_loss": 0.0, "entropy": 0.0, "clipfrac": 0.0}
+    count, actor_steps, actor_on = 0, 0, train_actor
     for epoch in range(args.update_epochs):
         perm = torch.randperm(n)
         for start in range(0, n, mb_size):
             mb = perm[start:start + mb_size]
             mb_obs = b["obs"][mb]
-            d = pi.dist(mb_obs)
+            with common.autocast(device, args.precision):  # as in the rollout, so ratios start at exactly 1
+                v_loss = 0.5 * (critic(mb_obs).float() - b["returns"][mb]).pow(2).mean()  # Eq. 9 with GAE targets
+            opt_v.zero_grad(set_to_none=True)
+            v_loss.backward()
+            nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm)
+            opt_v.step()
+            stats["v_loss"] += float(v_loss.detach())
+            count += 1
+            if not actor_on:
+                continue
+            with common.autocast(device, args.precision):
+                d = pi.dist(mb_obs)
             newlogprob = d.log_prob(b["actions"][mb]).sum(-1)
             entropy = d.entropy().sum(-1).mean()
             mb_adv = b["advantages"][mb]
             mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
             pg_loss, approx_kl, clipfrac, _ = clipped_policy_loss(newlogprob, b["logprobs"][mb], mb_adv, args.clip_coef)
-            v_loss = 0.5 * (critic(mb_obs) - b["returns"][mb]).pow(2).mean()  # Eq. 9 with GAE targets
-            opt_v.zero_grad(set_to_none=True)
-            (args.vf_coef * v_loss).backward()
-            nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm)
-            opt_v.step()
-            if train_actor:
+            actor_on = float(approx_kl.detach()) <= 1.5 * args.target_kl
+            if actor_on:
                 opt_pi.zero_grad(set_to_none=True)
                 (pg_loss - args.ent_coef * entropy).backward()
                 nn.utils.clip_grad_norm_(pi.parameters(), args.max_grad_norm)
                 opt_pi.step()
-            for k, v in (("pg_loss", pg_loss), ("v_loss", v_loss), ("entropy", entropy),
-                         ("approx_kl", approx_kl), ("clipfrac", clipfrac)):
-                stats[k] += float(v.detach())
-            count += 1
-        if train_actor and approx_kl > args.target_kl:
-            break  # trust region: the policy has moved enough for this rollout
-    return {k: v / max(count, 1) for k, v in stats.items()}
+                actor_steps += 1
+                for k, v in (("pg_loss", pg_loss), ("entropy", entropy), ("clipfrac", clipfrac)):
+                    stats[k] += float(v.detach()) / (args.update_epochs * args.num_minibatches)
+    out = {"v_loss": stats["v_loss"] / max(count, 1), "pg_loss": stats["pg_loss"], "entropy": stats["entropy"],
+           "clipfrac": stats["clipfrac"]}
+    with torch.no_grad(), common.autocast(device, args.precision):  # how far the update moved the policy
+        sub = torch.randperm(n)[:mb_size]
+        logratio = pi.dist(b["obs"][sub]).log_prob(b["actions"][sub]).sum(-1) - b["logprobs"][sub]
+        out["approx_kl"] = float(((logratio.exp() - 1) - logratio).mean())
+    out["actor_steps"] = actor_steps
+    return out
+
+
+def adapt_learning_rate(opt: torch.optim.Optimizer, approx_kl: float, target_kl: float) -> float:
+    """KL-adaptive actor rate: x1.5 after an update that moved the policy by less than target/2,
+    /1.5 after one that moved it by more than 2 x target (bounded to [1e-5, 1e-3]). Starting small
+    and rising avoids Adam's large first steps; the bound keeps one rollout from dragging it far."""
+    for g in opt.param_groups:
+        if approx_kl < target_kl / 2:
+            g["lr"] = min(g["lr"] * 1.5, 1e-3)
+        elif approx_kl > 2 * target_kl:
+            g["lr"] = max(g["lr"] / 1.5, 1e-5)
+    return opt.param_groups[0]["lr"]
 
 
 def collect_rollout(pi, critic, env, horizon: int, args: Args, timing: dict) -> tuple[dict, int, int]:
@@ -278,11 +306,11 @@ def collect_rollout(pi, critic, env, horizon: int, args: Args, timing: dict) -> 
     obs = env.reset().to(device)
     for t in range(horizon):
         t0 = time.time()
-        with torch.no_grad():
+        with torch.no_grad(), common.autocast(device, args.precision):  # bf16 where fast (common.py)
             d = pi.dist(obs)
             action = d.sample().clamp(-1, 1)
             logp = d.log_prob(action).sum(-1)
-            value = critic(obs)
+            value = critic(obs).float()
         timing["policy"] = timing.get("policy", 0.0) + time.time() - t0
         next_obs, reward, done, success = env.step(action)
         obs_buf.append(obs), act_buf.append(action), logp_buf.append(logp), val_buf.append(value)
@@ -290,9 +318,10 @@ def collect_rollout(pi, critic, env, horizon: int, args: Args, timing: dict) -> 
         ep_success += int(success.sum())
         ep_count += int(done.sum())
         obs = next_obs.to(device)
-    with torch.no_grad():
-        advantages, returns = gae(torch.stack(rew_buf), torch.stack(val_buf), torch.stack(done_buf),
-                                  critic(obs), args.gamma, args.gae_lambda)
+    with torch.no_grad(), common.autocast(device, args.precision):
+        next_value = critic(obs).float()
+    advantages, returns = gae(torch.stack(rew_buf), torch.stack(val_buf), torch.stack(done_buf),
+                              next_value, args.gamma, args.gae_lambda)
     b = {"obs": torch.stack(obs_buf).flatten(0, 1), "actions": torch.stack(act_buf).flatten(0, 1),
          "logprobs": torch.stack(logp_buf).flatten(0, 1), "advantages": advantages.flatten(),
          "returns": returns.flatten(), "values": torch.stack(val_buf).flatten()}
@@ -312,7 +341,7 @@ def main(args: Args) -> dict:
     task_dir = args.run_dir / common.task_slug(args.task)
     out = task_dir / f"ppo_seed{args.seed}"
     wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, args.denoising_steps or None,
-                                 args.sampler or None, task=args.task)
+                                 args.sampler or None, task=args.task, precision=args.precision)
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device)
     pi = bc_mod.load_policy(task_dir / "bc.pt").to(device)
     meta = common.read_meta(args.data_dir)
@@ -359,6 +388,8 @@ def main(args: Args) -> dict:
         t0 = time.time()
         # --- 3c. PPO update (critic alone during warm-up) ---
         stats = ppo_update(pi, critic, opt_pi, opt_v, b, args, train_actor=it >= args.critic_warmup)
+        if it >= args.critic_warmup:
+            stats["learning_rate"] = adapt_learning_rate(opt_pi, stats["approx_kl"], args.target_kl)
         y_pred, y_true = b["values"], b["returns"]
         explained_var = float(1 - (y_true - y_pred).var() / (y_true.var() + 1e-8))
         timing["update"] += time.time() - t0

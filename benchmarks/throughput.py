@@ -3,17 +3,23 @@
 1. Collection: the bare simulator (physics steps + a fast headless render per decision, no
    policy, no saving) against the collector's own loop (`01_collect.run_episode` with the
    scripted expert, plus writing the episode), frames/s on one worker (one process).
-2. Imagination (with `--world-model`): imagined transitions/s of the world model stepped in
-   batch, next to the real simulator's transitions/s.
+2. Imagination (with `--run-dir`, which holds stage 2-4 checkpoints): the machine's matmul
+   GFLOP/s in fp32 and bf16; FLOPs of one imagined transition (denoiser x sampler steps,
+   classifier, policy); transitions/s of the whole imagined-env step (policy + world model +
+   classifier) on the old path (fp32, 32 envs in one call) and on the current default
+   (`--precision auto`, 05's default number of envs); world-model training samples/s fp32 vs
+   the default; and 05's PPO loop (rollout + update + its share of the stopping rule) against
+   the bare imagined-env step at the same settings.
 
     python benchmarks/throughput.py --task button-press --resolution 48 --episodes 10
-    python benchmarks/throughput.py --world-model runs/cpu/world_model.pt --resolution 48
+    python benchmarks/throughput.py --run-dir runs/cpu --data-dir data/cpu --episodes 4 --out throughput.json
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -32,19 +38,19 @@ class Args:
     task: str = "button-press"
     """Meta-World task"""
     resolution: int = 48
-    """frame size"""
+    """frame size (collection part; with --run-dir the data's own)"""
     action_repeat: int = 4
     """physics steps per decision"""
     max_steps: int = 30
     """decisions per episode"""
     episodes: int = 10
-    """episodes per measurement"""
-    world_model: Path | None = None
-    """a stage-2 checkpoint: also time imagination"""
-    batch: int = 32
-    """imagined environments stepped together"""
+    """episodes per collection measurement"""
+    run_dir: Path | None = None
+    """a run folder with world_model.pt and <task>/{reward,bc}.pt: also time imagination and PPO"""
+    data_dir: Path = Path("data/cpu")
+    """dataset of that run (start frames)"""
     device: str = "auto"
-    """device for the world model"""
+    """device for the models"""
     out: Path | None = None
     """write the numbers as JSON here"""
 
@@ -77,42 +83,178 @@ def collector_fps(env: common.MetaWorldAdapter, episodes: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def imagined_tps(wm_path: Path, batch: int, device: str, steps: int = 10) -> float:
+# --- Imagination ------------------------------------------------------------------------------
+def matmul_gflops(dtype, n: int = 2048, reps: int = 10) -> float:
     import torch
 
-    wm_mod = common.import_stage("02_world_model")
-    wm = wm_mod.load_world_model(wm_path, common.pick_device(device))
-    res = wm.cfg["resolution"]
-    hist = wm.start(torch.zeros(batch, res, res, 3, dtype=torch.uint8))
-    a = torch.zeros(batch, wm.cfg["action_dim"])
-    hist = wm.push(hist, None, a)
-    wm.step(*hist)  # warm-up
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
     t0 = time.perf_counter()
-    for _ in range(steps):
-        hist = wm.push(hist, wm.step(*hist), a)
-    if wm.device.type == "cuda":
-        torch.cuda.synchronize()
-    return batch * steps / (time.perf_counter() - t0)
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def flops(fn) -> int:
+    """FLOPs of one call (torch.utils.flop_counter counts matmuls and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def timed(fn, warmup: int = 1, reps: int = 3) -> float:
+    """Seconds per call of `fn`, after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t0) / reps
+
+
+def imagined_env_step_tps(ppo, wm, clf, pi, starts, num_envs: int, precision: str, chunk: int | None,
+                          steps: int = 8) -> float:
+    """Transitions/s of the full imagined-env step: policy sample + world model + classifier."""
+    import torch
+
+    wm.precision = precision
+    if chunk is not None:
+        wm.chunk = chunk
+    env = ppo.ImaginedEnv(wm, clf, starts, num_envs, 30, pi.cfg["frame_stack"], torch.Generator().manual_seed(0))
+    obs = env.reset()
+
+    def step() -> None:
+        nonlocal obs
+        with torch.no_grad():
+            a = pi.dist(obs).sample().clamp(-1, 1)
+        obs, *_ = env.step(a)
+
+    return num_envs / timed(step, warmup=1, reps=steps)
+
+
+def wm_training_sps(wm_mod, cfg: dict, precision: str, device, batch: int = 32, reps: int = 8) -> float:
+    """World-model training samples/s (forward, backward, clip, AdamW) on batches of the data's shapes."""
+    import torch
+
+    D = wm_mod.Denoiser(cfg).to(device)
+    opt = torch.optim.AdamW(D.parameters(), lr=3e-4)
+    T, res, A = cfg["history"], cfg["resolution"], cfg["action_dim"]
+    x0, frames = torch.randn(batch, 3, res, res, device=device), torch.randn(batch, T, 3, res, res, device=device)
+    actions, mask = torch.rand(batch, T, A, device=device) * 2 - 1, torch.ones(batch, T, device=device)
+
+    def train_step() -> None:
+        with common.autocast(device, precision):
+            loss = D.loss(x0, frames, actions, mask, -0.4, 1.2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(D.parameters(), 1.0)
+        opt.step()
+
+    return batch / timed(train_step, warmup=2, reps=reps)
+
+
+def ppo_loop(ppo, wm, clf, pi, train_starts, heldout_starts, args) -> dict:
+    """One PPO iteration of 05 (rollout + GAE + update), plus one stopping-rule evaluation spread
+    over `eval_every` iterations, as 05's loop runs them. Returns seconds of each part."""
+    import torch
+
+    critic = ppo.Critic(pi.cfg).to(wm.device)
+    opt_pi = torch.optim.Adam(pi.parameters(), lr=args.learning_rate, eps=1e-5)
+    opt_v = torch.optim.Adam(critic.parameters(), lr=args.critic_lr, eps=1e-5)
+    env = ppo.ImaginedEnv(wm, clf, train_starts, args.num_envs, 30, pi.cfg["frame_stack"],
+                          torch.Generator().manual_seed(0))
+    t0 = time.perf_counter()
+    b, _, _ = ppo.collect_rollout(pi, critic, env, 30, args, {})
+    t1 = time.perf_counter()
+    ppo.ppo_update(pi, critic, opt_pi, opt_v, b, args, train_actor=True)
+    t2 = time.perf_counter()
+    ppo.imagined_success(pi, wm, clf, heldout_starts, args.eval_episodes, 30)
+    t3 = time.perf_counter()
+    return {"rollout_s": t1 - t0, "update_s": t2 - t1, "stopping_rule_s_per_iteration": (t3 - t2) / args.eval_every}
+
+
+def imagination(args: Args) -> dict:
+    import torch
+
+    wm_mod, ppo = common.import_stage("02_world_model"), common.import_stage("05_ppo_refine")
+    reward_mod, bc_mod = common.import_stage("03_reward"), common.import_stage("04_bc")
+    device = common.pick_device(args.device)
+    task_dir = args.run_dir / common.task_slug(args.task)
+    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task)
+    clf = reward_mod.load_reward(task_dir / "reward.pt").to(device)
+    pi = bc_mod.load_policy(task_dir / "bc.pt").to(device)
+    train_starts = ppo.start_frames(args.data_dir, args.task, "train")
+    heldout_starts = ppo.start_frames(args.data_dir, args.task, "heldout")
+    res, S, T = wm.cfg["resolution"], pi.cfg["frame_stack"], wm.cfg["history"]
+    out: dict = {"matmul_gflops_fp32": matmul_gflops(torch.float32), "matmul_gflops_bf16": matmul_gflops(torch.bfloat16),
+                 "bf16_fast_here": common.bf16_fast(device)}
+    print(f"matmul 2048x2048: fp32 {out['matmul_gflops_fp32']:.0f} GFLOP/s, bf16 {out['matmul_gflops_bf16']:.0f} "
+          f"GFLOP/s ({out['matmul_gflops_bf16'] / out['matmul_gflops_fp32']:.1f}x)")
+
+    # FLOPs of one imagined transition.
+    hist = wm.start(train_starts[:1])
+    x = torch.zeros(1, 3, res, res, device=device)
+    f_den = flops(lambda: wm.D(x, torch.ones(1, device=device), *hist))
+    f_clf = flops(lambda: clf(x))
+    f_pi = flops(lambda: pi.dist(hist[0][:, -S:]))
+    per_transition = f_den * wm.num_steps + f_clf + f_pi
+    out.update(mflop_denoiser_forward=f_den / 1e6, denoiser_forwards=wm.num_steps, mflop_classifier=f_clf / 1e6,
+               mflop_policy=f_pi / 1e6, gflop_per_transition=per_transition / 1e9,
+               bf16_flop_limit_transitions_per_s=out["matmul_gflops_bf16"] * 1e9 / per_transition,
+               fp32_flop_limit_transitions_per_s=out["matmul_gflops_fp32"] * 1e9 / per_transition)
+    print(f"one imagined transition: denoiser {f_den / 1e6:.0f} MFLOP x {wm.num_steps} steps, classifier "
+          f"{f_clf / 1e6:.1f}, policy {f_pi / 1e6:.1f} = {per_transition / 1e9:.2f} GFLOP; FLOP limit "
+          f"{out['fp32_flop_limit_transitions_per_s']:.0f}/s fp32, {out['bf16_flop_limit_transitions_per_s']:.0f}/s bf16")
+
+    # The imagined-env step: old path against the default.
+    default = ppo.Args()
+    old = imagined_env_step_tps(ppo, wm, clf, pi, train_starts, 32, "fp32", chunk=32)
+    new = imagined_env_step_tps(ppo, wm, clf, pi, train_starts, default.num_envs, default.precision, chunk=None)
+    out.update(imagined_tps_old=old, imagined_tps_new=new, imagined_speedup=new / old,
+               new_path=f"precision {default.precision}, {default.num_envs} envs, chunks of {wm.chunk}",
+               new_fraction_of_bf16_flop_limit=new / out["bf16_flop_limit_transitions_per_s"])
+    print(f"imagined-env step: old path (fp32, 32 envs) {old:.0f}/s; default ({out['new_path']}) {new:.0f}/s: "
+          f"{new / old:.2f}x, {out['new_fraction_of_bf16_flop_limit']:.0%} of the bf16 FLOP limit")
+
+    # World-model training.
+    tr_old = wm_training_sps(wm_mod, wm.cfg, "fp32", device)
+    tr_new = wm_training_sps(wm_mod, wm.cfg, "auto", device)
+    out.update(wm_train_sps_fp32=tr_old, wm_train_sps_default=tr_new, wm_train_speedup=tr_new / tr_old)
+    print(f"world-model training, batch 32: fp32 {tr_old:.0f} samples/s, default {tr_new:.0f}: {tr_new / tr_old:.2f}x")
+
+    # 05's PPO loop against the bare step at the same settings.
+    parts = ppo_loop(ppo, wm, clf, pi, train_starts, heldout_starts, default)
+    steps = default.num_envs * 30
+    loop = steps / sum(parts.values())
+    out.update(ppo_parts_s=parts, ppo_loop_tps=loop, ppo_loop_over_bare_step=loop / new)
+    print(f"05's loop at its defaults: {loop:.0f} training transitions/s = {loop / new:.0%} of the bare step "
+          f"(rollout {parts['rollout_s']:.1f} s, update {parts['update_s']:.1f} s, stopping rule "
+          f"{parts['stopping_rule_s_per_iteration']:.1f} s per iteration)")
+    return out
 
 
 def main(args: Args) -> dict:
     warnings.filterwarnings("ignore")
+    out = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "task": args.task}
+    if args.run_dir:
+        if not (args.run_dir / "world_model.pt").exists():
+            common.fail(f"no world_model.pt in {args.run_dir}; run stages 2-4 there first (bash run_all.sh)")
+        out.update(common.read_meta(args.data_dir))
+        args.resolution = int(out["resolution"])
     env = common.MetaWorldAdapter(args.task, args.resolution, action_repeat=args.action_repeat,
                                   max_steps=args.max_steps)
     bare = bare_simulator_fps(env, args.episodes)
     coll = collector_fps(env, args.episodes)
-    out = {"machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
-           "task": args.task, "resolution": args.resolution, "action_repeat": args.action_repeat,
-           "bare_simulator_frames_per_s": bare, "collector_frames_per_s": coll, "collector_share": coll / bare}
-    print(f"one worker, {args.task} at {args.resolution}x{args.resolution}, repeat {args.action_repeat}: bare "
-          f"simulator {bare:.1f} frames/s, collector {coll:.1f} frames/s ({coll / bare:.0%} of bare)")
-    if args.world_model:
-        imag = imagined_tps(args.world_model, args.batch, args.device)
-        out.update(imagined_transitions_per_s=imag, batch=args.batch, real_transitions_per_s=bare,
-                   imagined_over_real=imag / bare)
-        print(f"imagination: {imag:.1f} transitions/s at batch {args.batch} vs real simulator {bare:.1f} "
-              f"({imag / bare:.2f}x)")
     env.close()
+    out.update(resolution=args.resolution, action_repeat=args.action_repeat, bare_simulator_frames_per_s=bare,
+               collector_frames_per_s=coll, collector_share=coll / bare)
+    print(f"{out['machine']}; one worker, {args.task} at {args.resolution}x{args.resolution}, repeat "
+          f"{args.action_repeat}: bare simulator {bare:.1f} frames/s, collector {coll:.1f} frames/s ({coll / bare:.0%})")
+    if args.run_dir:
+        out.update(imagination(args))
+        print(f"imagined over real simulator steps/s: {out['imagined_tps_new'] / bare:.2f}x")
     if args.out:
         common.atomic_write(args.out, lambda f: f.write(json.dumps(out, indent=1)), binary=False)
     return out

@@ -31,6 +31,20 @@ def test_world_model_learns_from_actions(tiny_data, tmp_path):
     x = wm.step(*hist)
     assert x.shape == (3, 3, 16, 16)
     assert torch.allclose((x + 1) * 127.5, ((x + 1) * 127.5).round(), atol=1e-3)
+    # bf16 imagination: the same held-out open-loop rollout (same sampling noise) in fp32 and in bf16.
+    # The precision difference must be far below the model's own error: frames from the two paths
+    # agree to >= 10 dB more than either agrees with the real frames (10 dB = a tenth of the squared error).
+    episodes = [common.load_episode(p) for p in common.list_episodes(tiny_data, [TINY], split="heldout")]
+    rollouts = {}
+    for precision in ("fp32", "bf16"):
+        wm.precision = precision
+        torch.manual_seed(0)
+        rollouts[precision] = wm_mod.open_loop(wm, episodes, 0, 5)
+    (im32, real), (im16, _) = rollouts["fp32"], rollouts["bf16"]
+    psnr_paths = float(wm_mod.psnr(im16.flatten(0, 1), im32.flatten(0, 1)).mean())
+    psnr_model = float(wm_mod.psnr(im32.flatten(0, 1), real.flatten(0, 1)).mean())
+    assert psnr_paths > psnr_model + 10, (psnr_paths, psnr_model)
+    assert not torch.equal(im16, im32)  # bf16 really ran (autocast on)
 
 
 @pytest.mark.parametrize("stem,schedule,labels", [(0, "constant", "reached"), (8, "cosine", "agree")])
@@ -87,3 +101,35 @@ def test_ppo_improves_weak_policy_on_exact_env():
         ppo.ppo_update(pi, critic, opt_pi, opt_v, b, args, train_actor=True)
     start, end = np.mean(rates[:3]), np.mean(rates[-3:])
     assert end > start + 0.3 and end > 0.6, rates
+
+
+def test_trust_region_stops_the_actor_and_the_rate_adapts():
+    """A far too large actor rate: the per-minibatch KL check stops the actor after its first steps
+    (without the check all 16 minibatch steps run); the critic keeps learning. Then the KL-adaptive
+    rate on hand values: x1.5 below target/2, /1.5 above 2 x target, unchanged between, bounded."""
+    torch.manual_seed(0)
+    cfg = {"frame_stack": 2, "channels": [8, 16], "action_dim": 2, "log_std_max": 0.0, "resolution": 16}
+    env = TinyVecEnv(32, horizon=8, seed=0)
+    steps = {}
+    for target_kl in (0.02, float("inf")):
+        torch.manual_seed(0)
+        pi, critic = bc_mod.GaussianPolicy(cfg), ppo.Critic(cfg)
+        with torch.no_grad():
+            pi.log_std.fill_(np.log(0.1))
+        args = ppo.Args(target_kl=target_kl, update_epochs=4, num_minibatches=4)
+        b, _, _ = ppo.collect_rollout(pi, critic, env, 8, args, {})
+        b["advantages"] = torch.randn_like(b["advantages"])  # a strong, arbitrary push
+        opt_pi = torch.optim.Adam(pi.parameters(), lr=0.05)
+        opt_v = torch.optim.Adam(critic.parameters(), lr=1e-3)
+        v0 = [p.clone() for p in critic.parameters()]
+        stats = ppo.ppo_update(pi, critic, opt_pi, opt_v, b, args, train_actor=True)
+        steps[target_kl] = stats["actor_steps"]
+        assert any(not torch.equal(a, p) for a, p in zip(v0, critic.parameters()))
+    assert steps[float("inf")] == 16 and 1 <= steps[0.02] < 8, steps
+    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-4)
+    assert ppo.adapt_learning_rate(opt, 0.005, 0.02) == pytest.approx(1.5e-4)
+    assert ppo.adapt_learning_rate(opt, 0.02, 0.02) == pytest.approx(1.5e-4)
+    assert ppo.adapt_learning_rate(opt, 0.05, 0.02) == pytest.approx(1e-4)
+    for _ in range(20):
+        ppo.adapt_learning_rate(opt, 0.0, 0.02)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3)
