@@ -25,7 +25,7 @@ for f in bc.pt reward.pt bc_eval.json reward_metrics.json; do
 done
 python -c "import torch; print('torch', torch.__version__, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
 echo "[$(date +%T)] 02 world model, $WM_MIN min, batch $BATCH"
-python 02_world_model.py --tasks "$TASK" --data-dir "$DATA" --run-dir "$RUN" --steps 1000000 \
+python 02_world_model.py --tasks "$TASK" --data-dir "$DATA" --run-dir "$RUN" --steps 1000000 --channels 32 64 64 64 \
   --max-minutes "$WM_MIN" --batch-size "$BATCH" --device "$DEV"
 for S in $SEEDS; do
   echo "[$(date +%T)] 05 ppo seed $S, $PPO_MIN min, $ENVS envs"

@@ -5,7 +5,7 @@
 # benchmarks/six_tasks.sh (stages 3 and 4, CPU), and on one GPU
 #   phase 1, three world models at once, all trained on the six tasks together (no task id):
 #     world_model.pt         the GPU configuration: batch BATCH for WM_MIN minutes (used by phase 2);
-#     wm_twohot_default.pt   02_world_model.py's defaults (4,000 steps of 32), two-hot actions;
+#     wm_twohot_default.pt   the 1.1 M-parameter U-Net (32-64-64-64) at 4,000 steps of 32, two-hot actions;
 #     wm_onehot_default.pt   the same with --action-encoding one-hot: the paper's ablation;
 #   phase 2, PPO on each task at once (six processes share the GPU), PPO_MIN minutes each, in
 #     world_model.pt.
@@ -37,13 +37,13 @@ for T in $TASKS; do
 done
 python -c "import torch; print('torch', torch.__version__, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
 echo "[$(date +%T)] phase 1: three world models on the six tasks"
-python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --steps 1000000 \
+python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --steps 1000000 --channels 32 64 64 64 \
   --max-minutes "$WM_MIN" --batch-size "$BATCH" --device "$DEV" > "$RUN/log_wm_gpu.txt" 2>&1 &
 P1=$!
-python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --out-name wm_twohot_default.pt \
+python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --out-name wm_twohot_default.pt --channels 32 64 64 64 \
   --steps "$DEFAULT_STEPS" --device "$DEV" > "$RUN/log_wm_twohot_default.txt" 2>&1 &
 P2=$!
-python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --out-name wm_onehot_default.pt \
+python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --out-name wm_onehot_default.pt --channels 32 64 64 64 \
   --steps "$DEFAULT_STEPS" --action-encoding one-hot --device "$DEV" > "$RUN/log_wm_onehot_default.txt" 2>&1 &
 P3=$!
 wait $P1  # phase 2 needs only world_model.pt; the default-config models may still be training
