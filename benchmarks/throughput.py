@@ -6,9 +6,10 @@
 2. Imagination (with `--run-dir`, which holds stage 2-4 checkpoints): the machine's matmul
    GFLOP/s in fp32 and bf16; FLOPs of one imagined transition (denoiser x sampler steps,
    classifier, policy); transitions/s of the whole imagined-env step (policy + world model +
-   classifier) on the old path (fp32, 32 envs in one call) and on the current default
-   (`--precision auto`, 05's default number of envs); world-model training samples/s fp32 vs
-   the default; and 05's PPO loop (rollout + update + its share of the stopping rule) against
+   classifier) on the old path (fp32, 32 envs in one call, the 1.1 M-parameter U-Net with
+   channels `--old-channels`, random weights: speed does not depend on them) and on the current
+   default (the run's world model, `--precision auto`, 05's default number of envs); world-model
+   training samples/s on the old path vs the default; and 05's PPO loop (rollout + update + its share of the stopping rule) against
    the bare imagined-env step at the same settings.
 
     python benchmarks/throughput.py --task button-press --resolution 48 --episodes 10
@@ -51,6 +52,8 @@ class Args:
     """dataset of that run (start frames)"""
     device: str = "auto"
     """device for the models"""
+    old_channels: tuple[int, ...] = (32, 64, 64, 64)
+    """U-Net channels of the old path (the earlier default world model)"""
     out: Path | None = None
     """write the numbers as JSON here"""
 
@@ -114,14 +117,10 @@ def timed(fn, warmup: int = 1, reps: int = 3) -> float:
     return (time.perf_counter() - t0) / reps
 
 
-def imagined_env_step_tps(ppo, wm, clf, pi, starts, num_envs: int, precision: str, chunk: int | None,
-                          steps: int = 8) -> float:
+def imagined_env_step_tps(ppo, wm, clf, pi, starts, num_envs: int, steps: int = 8) -> float:
     """Transitions/s of the full imagined-env step: policy sample + world model + classifier."""
     import torch
 
-    wm.precision = precision
-    if chunk is not None:
-        wm.chunk = chunk
     env = ppo.ImaginedEnv(wm, clf, starts, num_envs, 30, pi.cfg["frame_stack"], torch.Generator().manual_seed(0))
     obs = env.reset()
 
@@ -193,36 +192,44 @@ def imagination(args: Args) -> dict:
     print(f"matmul 2048x2048: fp32 {out['matmul_gflops_fp32']:.0f} GFLOP/s, bf16 {out['matmul_gflops_bf16']:.0f} "
           f"GFLOP/s ({out['matmul_gflops_bf16'] / out['matmul_gflops_fp32']:.1f}x)")
 
+    # The old path: the earlier default U-Net in fp32, 32 envs in one call.
+    old_cfg = {**wm.cfg, "channels": list(args.old_channels)}
+    old_wm = wm_mod.WorldModel(wm_mod.Denoiser(old_cfg), device, wm.num_steps, wm.sampler, "fp32")
+    old_wm.chunk = 1 << 30
+
     # FLOPs of one imagined transition.
     hist = wm.start(train_starts[:1])
     x = torch.zeros(1, 3, res, res, device=device)
-    f_den = flops(lambda: wm.D(x, torch.ones(1, device=device), *hist))
     f_clf = flops(lambda: clf(x))
     f_pi = flops(lambda: pi.dist(hist[0][:, -S:]))
-    per_transition = f_den * wm.num_steps + f_clf + f_pi
-    out.update(mflop_denoiser_forward=f_den / 1e6, denoiser_forwards=wm.num_steps, mflop_classifier=f_clf / 1e6,
-               mflop_policy=f_pi / 1e6, gflop_per_transition=per_transition / 1e9,
-               bf16_flop_limit_transitions_per_s=out["matmul_gflops_bf16"] * 1e9 / per_transition,
-               fp32_flop_limit_transitions_per_s=out["matmul_gflops_fp32"] * 1e9 / per_transition)
-    print(f"one imagined transition: denoiser {f_den / 1e6:.0f} MFLOP x {wm.num_steps} steps, classifier "
-          f"{f_clf / 1e6:.1f}, policy {f_pi / 1e6:.1f} = {per_transition / 1e9:.2f} GFLOP; FLOP limit "
-          f"{out['fp32_flop_limit_transitions_per_s']:.0f}/s fp32, {out['bf16_flop_limit_transitions_per_s']:.0f}/s bf16")
+    for name, m in (("old", old_wm), ("new", wm)):
+        f_den = flops(lambda: m.D(x, torch.ones(1, device=device), *hist))
+        per_transition = f_den * m.num_steps + f_clf + f_pi
+        out[f"{name}_gflop_per_transition"] = per_transition / 1e9
+        out[f"{name}_mflop_denoiser_forward"] = f_den / 1e6
+        print(f"one imagined transition, {name} U-Net {m.cfg['channels']}: denoiser {f_den / 1e6:.0f} MFLOP x "
+              f"{m.num_steps} steps, classifier {f_clf / 1e6:.1f}, policy {f_pi / 1e6:.1f} = "
+              f"{per_transition / 1e9:.2f} GFLOP; FLOP limit {out['matmul_gflops_fp32'] / per_transition * 1e9:.0f}/s "
+              f"fp32, {out['matmul_gflops_bf16'] / per_transition * 1e9:.0f}/s bf16")
+    out["bf16_flop_limit_transitions_per_s"] = out["matmul_gflops_bf16"] / out["new_gflop_per_transition"]
 
     # The imagined-env step: old path against the default.
     default = ppo.Args()
-    old = imagined_env_step_tps(ppo, wm, clf, pi, train_starts, 32, "fp32", chunk=32)
-    new = imagined_env_step_tps(ppo, wm, clf, pi, train_starts, default.num_envs, default.precision, chunk=None)
+    old = imagined_env_step_tps(ppo, old_wm, clf, pi, train_starts, 32)
+    wm.precision = default.precision
+    new = imagined_env_step_tps(ppo, wm, clf, pi, train_starts, default.num_envs)
     out.update(imagined_tps_old=old, imagined_tps_new=new, imagined_speedup=new / old,
-               new_path=f"precision {default.precision}, {default.num_envs} envs, chunks of {wm.chunk}",
+               new_path=f"precision {default.precision}, {default.num_envs} envs, chunks of {min(wm.chunk, 4096)}",
                new_fraction_of_bf16_flop_limit=new / out["bf16_flop_limit_transitions_per_s"])
-    print(f"imagined-env step: old path (fp32, 32 envs) {old:.0f}/s; default ({out['new_path']}) {new:.0f}/s: "
-          f"{new / old:.2f}x, {out['new_fraction_of_bf16_flop_limit']:.0%} of the bf16 FLOP limit")
+    print(f"imagined-env step: old path (fp32, U-Net {list(args.old_channels)}, 32 envs) {old:.0f}/s; default "
+          f"({out['new_path']}) {new:.0f}/s: {new / old:.2f}x, {out['new_fraction_of_bf16_flop_limit']:.0%} of "
+          f"the bf16 FLOP limit")
 
     # World-model training.
-    tr_old = wm_training_sps(wm_mod, wm.cfg, "fp32", device)
+    tr_old = wm_training_sps(wm_mod, old_cfg, "fp32", device)
     tr_new = wm_training_sps(wm_mod, wm.cfg, "auto", device)
     out.update(wm_train_sps_fp32=tr_old, wm_train_sps_default=tr_new, wm_train_speedup=tr_new / tr_old)
-    print(f"world-model training, batch 32: fp32 {tr_old:.0f} samples/s, default {tr_new:.0f}: {tr_new / tr_old:.2f}x")
+    print(f"world-model training, batch 32: old path {tr_old:.0f} samples/s, default {tr_new:.0f}: {tr_new / tr_old:.2f}x")
 
     # 05's PPO loop against the bare step at the same settings.
     parts = ppo_loop(ppo, wm, clf, pi, train_starts, heldout_starts, default)

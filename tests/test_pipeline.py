@@ -13,7 +13,7 @@ collect, wm_mod, reward_mod, bc_mod, ppo, ev = (stage(s) for s in (
 SMALL = dict(channels=(8, 16))
 
 
-def test_all_six_stages(tmp_path):
+def test_all_six_stages(tmp_path, monkeypatch):
     d, r = tmp_path / "data", tmp_path / "runs"
     collect.main(collect.Args(tasks=[TINY], data_dir=d, num_expert=20, num_noisy=20, num_random=10,
                               resolution=16, action_repeat=1, max_steps=10, workers=2))
@@ -63,6 +63,21 @@ def test_all_six_stages(tmp_path):
                             eval_every=10, eval_episodes=4, max_minutes=1e-6, seed=1))
     assert len(log["iterations"]) == 1 and "imagined_heldout_success" in log["iterations"][0]
     assert (t / "ppo_seed1" / "log.json").exists()
+    # the stopping rule: the kept policy is the best held-out imagined score, and only if it beats BC's
+    # by min_improvement (0.05); otherwise refined.pt holds BC's own weights (scores scripted here)
+    bc_state = bc_mod.load_policy(t / "bc.pt").state_dict()
+    for seed, scores, kept in ((2, [0.5, 0.53, 0.4, 0.7, 0.6], 3), (3, [0.5, 0.54, 0.3, 0.2, 0.1], 0)):
+        it = iter(scores)
+        monkeypatch.setattr(ppo, "imagined_success", lambda *a, **k: {
+            "episodes": 4, "successes": 0, "success_rate": next(it), "ci95": (0.0, 1.0),
+            "mean_steps_to_success": None, "steps_to_success": []})
+        log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=4, critic_warmup=0,
+                                eval_every=1, eval_episodes=4, learning_rate=1e-3, seed=seed))
+        ck = common.load_checkpoint(t / f"ppo_seed{seed}" / "refined.pt", "ppo")
+        assert log["best"]["iteration"] == kept and ck["iteration"] == kept
+        same_as_bc = all(torch.equal(ck["policy"][k], v) for k, v in bc_state.items() if k != "log_std")  # mean action
+        assert same_as_bc == (kept == 0)
+    monkeypatch.undo()
     # a second run of stage 2 returns at once with the saved report instead of retraining
     again = wm_mod.main(wm_mod.Args(tasks=[TINY], data_dir=d, run_dir=r, history=2, channels=(8, 16), cond_dim=32,
                                     steps=30, eval_horizon=4))
