@@ -11,10 +11,14 @@ PPO, as cleanrl writes it: clipped surrogate (Eq. 8)
     L_clip = E[ max(-A_t ratio_t, -A_t clip(ratio_t, 1 - eps, 1 + eps)) ],  ratio_t = pi(a_t|x_t) / pi_old(a_t|x_t)
 
 a critic V(x) regressed on GAE returns (Eq. 9), an entropy bonus, minibatch epochs,
-gradient clipping, approx-KL early stopping. The actor starts from the BC policy (stage 4)
-and keeps its cap sigma <= 1; its exploration std starts at `--init-std`, small, because
-action noise alone can ruin a manipulation policy. The critic learns alone for
-`--critic-warmup` iterations before the actor moves.
+gradient clipping. The actor starts from the BC policy (stage 4) and keeps its cap sigma <= 1;
+its exploration std starts at `--init-std`, small, because action noise alone can ruin a
+manipulation policy. The critic learns alone for `--critic-warmup` iterations before the actor
+moves. Not in the paper, added so that a CPU budget suffices (docs/RESULTS.md): a trust region
+that lets the policy move as far as `--target-kl` allows and no further -- the actor stops
+stepping on a rollout once approx-KL passes 1.5x the target (checked on each minibatch before its
+step), its learning rate adapts to the KL each update moved, and RAdam damps Adam's first steps --
+and hundreds of imagined episodes per rollout, so a sparse 0/1 reward yields usable advantages.
 
 Stopping rule without real interaction: every `--eval-every` iterations the mean-action
 policy is scored in imagination from *held-out* start frames with fixed sampling noise;
@@ -274,9 +278,9 @@ def ppo_update(pi, critic, opt_pi, opt_v, b: dict, args: Args, train_actor: bool
                 opt_pi.step()
                 actor_steps += 1
                 for k, v in (("pg_loss", pg_loss), ("entropy", entropy), ("clipfrac", clipfrac)):
-                    stats[k] += float(v.detach()) / (args.update_epochs * args.num_minibatches)
-    out = {"v_loss": stats["v_loss"] / max(count, 1), "pg_loss": stats["pg_loss"], "entropy": stats["entropy"],
-           "clipfrac": stats["clipfrac"]}
+                    stats[k] += float(v.detach())
+    # critic losses averaged over all minibatches, actor diagnostics over the actor's steps
+    out = {k: v / max(count if k == "v_loss" else actor_steps, 1) for k, v in stats.items()}
     with torch.no_grad(), common.autocast(device, args.precision):  # how far the update moved the policy
         sub = torch.randperm(n)[:mb_size]
         logratio = pi.dist(b["obs"][sub]).log_prob(b["actions"][sub]).sum(-1) - b["logprobs"][sub]
@@ -339,6 +343,7 @@ def start_frames(data_dir: Path, task: str, split: str) -> torch.Tensor:
 def main(args: Args) -> dict:
     common.seed_everything(args.seed)
     device = common.pick_device(args.device)
+    common.autocast(device, args.precision)  # checks the flag before any work
     task_dir = args.run_dir / common.task_slug(args.task)
     out = task_dir / f"ppo_seed{args.seed}"
     wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, args.denoising_steps or None,
