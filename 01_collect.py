@@ -8,19 +8,21 @@ rollouts. This script collects that recipe through an env adapter (`common.make_
 - `noisy`:  the expert with Gaussian action noise at several levels -- a mix of successes
             and failures that stands in for imitation-policy rollouts until a policy exists.
 - `random`: uniform random actions.
-- `policy`: rollouts of a stage-4 imitation policy (`--policy runs/<task>/bc.pt`).
-- `decoy`:  (optional, `--num-decoy`, not in the paper's recipe) the expert steered to a goal
-            shifted 12-25 cm away: the task done in the wrong place. These are hard negatives
-            for the success classifier (stage 3), which otherwise sees few failures that look
-            like the end of a success (a mug grasped and pulled, but not onto the goal).
+- `policy`: rollouts of a stage-4 imitation policy (`--policy runs/cpu/<task>/bc.pt`). This is
+            the one place where an earlier stage loads a later one's output: the paper's recipe
+            needs the imitation policy, which needs expert data first. So the main command runs
+            01 (expert, noisy, random), 04, then 01 again with `--policy`.
 
 Each episode is one `.npz` (format in `common.py`); complete episodes already on disk are
-kept and skipped, so an interrupted run resumes. Reads nothing; writes `<data-dir>/`.
+kept and skipped, so an interrupted run resumes. Reads nothing (but `--policy`); writes `data/cpu/`.
+Departures from the paper's recipe (noisy-expert episodes, 30 decisions at action repeat 4):
+docs/DEVIATIONS.md, "Data".
 
-    python 01_collect.py --tasks button-press              # one task, the paper's 50/150/30
-    python 01_collect.py --tasks six --scale 0.2           # the six-task suite, 20% of it
-    python 01_collect.py --tasks button-press --policy runs/button-press/bc.pt --num-policy 150
-    python 01_collect.py --tasks coffee-pull --num-decoy 60  # add hard negatives for stage 3
+    python 01_collect.py --tasks button-press
+        # button-press: 230 new episodes, 42% successful             (~25 s on 2 cores)
+    python 01_collect.py --tasks button-press --policy runs/cpu/button-press/bc.pt --num-policy 150
+        # after 04_bc.py: button-press: 150 new episodes, 43% successful   (~20 s)
+    python 01_collect.py --tasks six --scale 0.2     # the six-task suite, 20% of the recipe
 """
 
 from __future__ import annotations
@@ -38,37 +40,27 @@ from tqdm import tqdm
 import common
 
 
-DECOY_SHIFT = (0.12, 0.25)  # metres: well outside coffee-pull's 7 cm success radius
-
-
 @dataclasses.dataclass
 class Args:
     tasks: list[str] = dataclasses.field(default_factory=lambda: ["button-press"])
     """Meta-World task names, suites (`six`, `mt10`), `gym:<id>` or `module:factory` specs"""
-    data_dir: Path = Path("data")
+    data_dir: Path = Path("data/cpu")
     """where episodes and meta.json go (git-ignored)"""
-    run_dir: Path = Path("runs")
-    """where checkpoints of later stages live (used to resolve --policy)"""
     num_expert: int = 50
     """expert episodes per task (paper: 50)"""
     num_noisy: int = 150
     """noisy-expert episodes per task (stand-in for the paper's 150 policy rollouts)"""
     num_random: int = 30
     """random-action episodes per task (paper: 30)"""
-    num_decoy: int = 0
-    """decoy episodes per task: the expert aiming at a shifted goal (hard negatives; not in the paper)"""
-    decoy_shift: tuple[float, float] = DECOY_SHIFT
-    """range of the decoy goal's distance from the true goal, in the x-y plane (metres in Meta-World);
-    keep the low end well outside the success radius (coffee-pull: 7 cm), or decoys are near misses"""
     scale: float = 1.0
-    """multiplies the four counts above (e.g. 0.2 for a quick run)"""
+    """multiplies the three counts above (e.g. 0.2 for a quick run)"""
     noise_levels: tuple[float, ...] = (0.3, 0.5, 0.7, 1.0)
     """std of the Gaussian action noise of the noisy expert, cycled over its episodes"""
     policy: Path | None = None
     """a stage-4 BC checkpoint: collect `num_policy` rollouts of it, labelled `policy`"""
     num_policy: int = 150
     """imitation-policy rollouts per task when --policy is given (paper: 150)"""
-    resolution: int = 64
+    resolution: int = 48
     """frame height and width in pixels"""
     camera: str = "corner"
     """Meta-World camera name"""
@@ -86,14 +78,9 @@ class Args:
 
 # --- 1. One episode -------------------------------------------------------------------
 def run_episode(env: common.EnvAdapter, seed: int, source: str, noise: float = 0.0,
-                policy=None, decoy_shift: tuple[float, float] = DECOY_SHIFT
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                policy=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Roll out one episode; returns frames (L+1,H,W,3), actions (L,D), success (L+1,)."""
     rng = np.random.default_rng(seed)
-    goal_shift = None
-    if source == "decoy":  # one wrong goal per episode, at a random bearing from the true one
-        r, theta = rng.uniform(*decoy_shift), rng.uniform(0, 2 * np.pi)
-        goal_shift = r * np.array([np.cos(theta), np.sin(theta)])
     frame = env.reset(seed)
     frames, actions, success = [frame], [], [False]
     for _ in range(env.max_steps):
@@ -101,15 +88,8 @@ def run_episode(env: common.EnvAdapter, seed: int, source: str, noise: float = 0
             a = rng.uniform(-1, 1, env.action_dim)
         elif source == "policy":
             a = policy.act_np(frames, rng)
-        else:
-            if goal_shift is None:
-                a = env.expert_action()
-            else:
-                try:
-                    a = env.expert_action(goal_shift=goal_shift)
-                except TypeError:
-                    common.fail("this env's expert_action() takes no goal_shift, which decoy episodes need; "
-                                "collect with --num-decoy 0")
+        else:  # expert or noisy expert
+            a = env.expert_action()
             if a is None:
                 common.fail("this env has no scripted expert; collect with --num-expert 0 --num-noisy 0")
             a = a + noise * rng.standard_normal(env.action_dim)
@@ -124,12 +104,11 @@ def run_episode(env: common.EnvAdapter, seed: int, source: str, noise: float = 0
 # --- 2. Workers: one env per process, reused across episodes ---------------------------
 _ENVS: dict[str, common.EnvAdapter] = {}
 _POLICY = None
-_DECOY_SHIFT = DECOY_SHIFT
 
 
-def _worker_init(cfg: common.EnvConfig, policy_path: str | None, decoy_shift: tuple[float, float]) -> None:
-    global _CFG, _POLICY, _DECOY_SHIFT
-    _CFG, _DECOY_SHIFT = cfg, decoy_shift
+def _worker_init(cfg: common.EnvConfig, policy_path: str | None) -> None:
+    global _CFG, _POLICY
+    _CFG = cfg
     warnings.filterwarnings("ignore", message="Constant")  # Meta-World experts' clipping notice
     import torch
 
@@ -142,7 +121,7 @@ def _collect_one(job: tuple) -> tuple[str, int, bool, int]:
     task, source, index, noise, seed, path = job
     if task not in _ENVS:
         _ENVS[task] = common.make_env(task, _CFG)
-    frames, actions, success = run_episode(_ENVS[task], seed, source, noise, _POLICY, _DECOY_SHIFT)
+    frames, actions, success = run_episode(_ENVS[task], seed, source, noise, _POLICY)
     common.save_episode(Path(path), frames, actions, success, task, source, seed)
     return task, index, bool(success.any()), len(frames)
 
@@ -150,7 +129,7 @@ def _collect_one(job: tuple) -> tuple[str, int, bool, int]:
 def plan_jobs(args: Args, tasks: list[str]) -> list[tuple]:
     """Every episode to collect, with its seed; those complete on disk are skipped."""
     counts = {"expert": round(args.num_expert * args.scale), "noisy": round(args.num_noisy * args.scale),
-              "random": round(args.num_random * args.scale), "decoy": round(args.num_decoy * args.scale)}
+              "random": round(args.num_random * args.scale)}
     if args.policy is not None:
         counts = {"policy": args.num_policy}
     jobs = []
@@ -179,8 +158,6 @@ def main(args: Args) -> dict:
     if len(dims) > 1:
         common.fail(f"tasks {tasks} have different action dimensions {dims}; collect them in separate --data-dir")
     common.write_meta(args.data_dir, {**dataclasses.asdict(cfg), "action_dim": dims.pop()})
-    if not 0 <= args.decoy_shift[0] <= args.decoy_shift[1]:
-        common.fail(f"--decoy-shift must be two distances LOW HIGH with 0 <= LOW <= HIGH, not {args.decoy_shift}")
     if args.policy is not None:
         common.load_checkpoint(args.policy, "bc", "04_bc.py")  # clear error before spawning workers
     for p in Path(args.data_dir).glob("*/*.npz.tmp"):
@@ -190,7 +167,7 @@ def main(args: Args) -> dict:
     t0, n_frames = time.time(), 0
     ctx = mp.get_context("spawn")  # fresh processes: no GL context or torch threads inherited
     with ctx.Pool(max(1, min(args.workers, len(jobs) or 1)), _worker_init,
-                  (cfg, str(args.policy) if args.policy else None, tuple(args.decoy_shift))) as pool:
+                  (cfg, str(args.policy) if args.policy else None)) as pool:
         bar = tqdm(pool.imap_unordered(_collect_one, jobs), total=len(jobs), desc="collect", unit="ep")
         for task, _, ok, n in bar:
             n_frames += n

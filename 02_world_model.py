@@ -13,11 +13,17 @@ adaptive group norm. Training regresses F on (x0 - c_skip x_noisy) / c_out (Eq. 
 log-normal noise levels; sampling runs a few Euler (or Heun) steps of a Karras schedule.
 Training is task-agnostic: no task id enters the model.
 
-Reads `<data-dir>/` (stage 1); writes `<run-dir>/world_model.pt` (+ TensorBoard logs) and,
-at the end, a fidelity report and a real|imagined video in `<run-dir>/world_model_eval/`.
+Reads `data/cpu/` (stage 1); writes `runs/cpu/world_model.pt` (+ TensorBoard logs) and, at the
+end, a fidelity report and a real|imagined video in `runs/cpu/world_model_eval/`. An interrupted
+run resumes from its last checkpoint. Departures from the paper (what K counts, noise on the
+conditioning frames, EMA, the small U-Net): docs/DEVIATIONS.md, "World model".
 
-    python 02_world_model.py --tasks button-press --data-dir data/cpu --run-dir runs/cpu
-    python 02_world_model.py --tasks six --steps 50000 --channels 64 128 128 256 --device cuda
+    python 02_world_model.py --tasks button-press
+        # world model: 0.85 M parameters, 10410 training transitions, 33 held-out episodes, device cpu
+        # open-loop from t0=0, H=16, 33 held-out episodes: PSNR 25.26 dB (copy-last 18.68), SSIM 0.867 ...
+        #                                                  (~9 min on 2 cores with AMX; 3,200 steps)
+    python 02_world_model.py --tasks button-press --action-encoding one-hot --out-name world_model_onehot.pt
+        # the paper's ablation; 06_eval.py then reports both models' fidelity
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -35,24 +42,25 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import common
+from common import Transitions, to_float, to_uint8
 
 
 @dataclasses.dataclass
 class Args:
     tasks: list[str] = dataclasses.field(default_factory=lambda: ["button-press"])
     """tasks whose episodes train the model (suites `six`, `mt10` allowed); no task id is used"""
-    data_dir: Path = Path("data")
+    data_dir: Path = Path("data/cpu")
     """dataset written by 01_collect.py"""
-    run_dir: Path = Path("runs")
+    run_dir: Path = Path("runs/cpu")
     """where the checkpoint and logs go"""
     out_name: str = "world_model.pt"
     """checkpoint file name inside run_dir"""
     history: int = 4
     """T, past frames and actions the model is conditioned on"""
     num_bins: int = 21
-    """K, bins per action dimension (two-hot, Sec. III-B)"""
-    action_encoding: str = "two-hot"
-    """`two-hot` (the paper's) or `one-hot` (nearest bin; the paper's ablation)"""
+    """K, bin values per action dimension, -1 to 1 (two-hot, Eq. 5; K values are K-1 intervals)"""
+    action_encoding: Literal["two-hot", "one-hot"] = "two-hot"
+    """the paper's two-hot, or one-hot (all weight on the nearest bin: the paper's ablation)"""
     channels: tuple[int, ...] = (16, 32, 64, 64)
     """U-Net channels per resolution level (few at full resolution, where a CPU spends its time)"""
     cond_dim: int = 128
@@ -77,10 +85,10 @@ class Args:
     """exponential moving average of the weights, used for sampling"""
     denoising_steps: int = 3
     """sampler steps per generated frame"""
-    sampler: str = "euler"
-    """`euler` or `heun`"""
-    precision: str = "auto"
-    """`bf16` (autocast), `fp32`, or `auto` (bf16 where the hardware runs it fast); training and sampling"""
+    sampler: Literal["euler", "heun"] = "euler"
+    """first-order Euler, or Heun (second order, ~2x the denoiser calls); docs/DEVIATIONS.md"""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """bf16 autocast, fp32, or auto (bf16 where the hardware runs it fast); training and sampling"""
     eval_horizon: int = 16
     """H, open-loop steps of the fidelity evaluation"""
     ckpt_every: int = 500
@@ -89,6 +97,27 @@ class Args:
     """`auto`, `cpu` or `cuda`"""
     seed: int = 0
     """seed for batches, noise and initialisation"""
+
+
+@dataclasses.dataclass
+class WorldModelConfig:
+    """What rebuilds a trained world model; saved in its checkpoint with `asdict`."""
+
+    history: int  # T
+    num_bins: int  # K
+    action_encoding: str
+    channels: tuple[int, ...]
+    cond_dim: int
+    sigma_data: float
+    denoising_steps: int  # the sampler that imagination uses
+    sampler: str
+    action_dim: int
+    resolution: int
+    env: dict  # common.EnvConfig of the data, as a dict
+    tasks: list[str]  # the tasks it was trained on (no task id enters the model)
+
+    def __post_init__(self):
+        self.channels, self.tasks = tuple(self.channels), list(self.tasks)
 
 
 # --- 1. Two-hot action encoding (Eq. 5) ------------------------------------------------
@@ -197,42 +226,51 @@ class UNet(nn.Module):
 
 # --- 4. The denoiser D: conditioners -> F on the scaled input -> wrapped output (Eq. 6) --
 class Denoiser(nn.Module):
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: WorldModelConfig):
         super().__init__()
         self.cfg = cfg
-        T, D, K = cfg["history"], cfg["action_dim"], cfg["num_bins"]
-        self.sigma_data = cfg["sigma_data"]
-        self.encode = two_hot if cfg["action_encoding"] == "two-hot" else one_hot
+        T, D, K, C = cfg.history, cfg.action_dim, cfg.num_bins, cfg.cond_dim
+        self.sigma_data = cfg.sigma_data
+        self.encode = two_hot if cfg.action_encoding == "two-hot" else one_hot
         # A two-hot vector times a matrix is a weighted sum of bin embeddings.
-        self.action_emb = nn.Linear(T * D * K, cfg["cond_dim"])
-        self.noise_freqs = nn.Parameter(torch.randn(cfg["cond_dim"] // 2) * 4, requires_grad=False)
-        self.cond_mlp = nn.Sequential(nn.Linear(cfg["cond_dim"], cfg["cond_dim"]), nn.SiLU(),
-                                      nn.Linear(cfg["cond_dim"], cfg["cond_dim"]))
-        self.F = UNet(3 + 3 * T, tuple(cfg["channels"]), cfg["cond_dim"])
+        self.action_emb = nn.Linear(T * D * K, C)
+        self.noise_freqs = nn.Parameter(torch.randn(C // 2) * 4, requires_grad=False)
+        self.cond_mlp = nn.Sequential(nn.Linear(C, C), nn.SiLU(), nn.Linear(C, C))
+        self.F = UNet(3 + 3 * T, cfg.channels, C)
 
     def condition(self, c_noise: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """c_noise (B,), actions (B, T, D) in [-1, 1], mask (B, T): 0 marks padding before the start."""
-        z = self.encode(actions, -1.0, 1.0, self.cfg["num_bins"]) * mask[:, :, None, None]  # (B, T, D, K)
+        z = self.encode(actions, -1.0, 1.0, self.cfg.num_bins) * mask[:, :, None, None]  # (B, T, D, K)
         f = c_noise[:, None] * self.noise_freqs[None] * 2 * math.pi
         noise_emb = torch.cat([f.cos(), f.sin()], dim=1)  # Fourier features, (B, cond_dim)
         return self.cond_mlp(noise_emb + self.action_emb(z.flatten(1)))
 
+    def precondition(self, x: torch.Tensor, sigma: torch.Tensor, frames: torch.Tensor, actions: torch.Tensor,
+                     mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Conditioners, then F on the scaled input (Eq. 4). x (B, 3, H, W) noisy next frame, sigma (B,),
+        frames (B, T, 3, H, W), actions (B, T, D), mask (B, T). Returns F_x (B, 3, H, W) and c_skip,
+        c_out (B, 1, 1, 1): D(x; sigma) = c_skip x + c_out F_x. Training and sampling both go through here."""
+        c_skip, c_out, c_in, c_noise = [c[:, None, None, None] for c in edm_scalings(sigma, self.sigma_data)]
+        cond = self.condition(c_noise.flatten(), actions, mask)
+        F_x = self.F(torch.cat([c_in * x, frames.flatten(1, 2)], 1), cond)
+        return F_x, c_skip, c_out
+
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, frames: torch.Tensor,
                 actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """D(x; sigma): x (B, 3, H, W) noisy next frame, sigma (B,), frames (B, T, 3, H, W)."""
-        c_skip, c_out, c_in, c_noise = edm_scalings(sigma, self.sigma_data)
-        cond = self.condition(c_noise, actions, mask)
-        F_x = self.F(torch.cat([c_in[:, None, None, None] * x, frames.flatten(1, 2)], 1), cond)
-        return c_skip[:, None, None, None] * x + c_out[:, None, None, None] * F_x
+        """D(x; sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x; c_noise(sigma), history, z)."""
+        F_x, c_skip, c_out = self.precondition(x, sigma, frames, actions, mask)
+        return c_skip * x + c_out * F_x
 
     def loss(self, x0: torch.Tensor, frames: torch.Tensor, actions: torch.Tensor,
              mask: torch.Tensor, p_mean: float, p_std: float) -> torch.Tensor:
-        """Eq. 7: || F(c_in x_noisy) - (x0 - c_skip x_noisy) / c_out ||^2 at ln(sigma) ~ N(p_mean, p_std^2)."""
+        """Eq. 7: || F(c_in x_noisy) - (x0 - c_skip x_noisy) / c_out ||^2 at ln(sigma) ~ N(p_mean, p_std^2).
+
+        This is EDM's loss lambda(sigma) ||D(x_noisy) - x0||^2 with lambda = 1 / c_out^2, written on F:
+        D - x0 = c_out (F_x - target), so unit weight on F is EDM's lambda(sigma) on D
+        (tests/test_maths.py checks the two agree)."""
         sigma = (torch.randn(x0.shape[0], device=x0.device) * p_std + p_mean).exp()
         x_noisy = x0 + sigma[:, None, None, None] * torch.randn_like(x0)
-        c_skip, c_out, c_in, c_noise = [c[:, None, None, None] for c in edm_scalings(sigma, self.sigma_data)]
-        cond = self.condition(c_noise.flatten(), actions, mask)
-        F_x = self.F(torch.cat([c_in * x_noisy, frames.flatten(1, 2)], 1), cond)
+        F_x, c_skip, c_out = self.precondition(x_noisy, sigma, frames, actions, mask)
         target = (x0 - c_skip * x_noisy) / c_out
         return F.mse_loss(F_x, target)
 
@@ -253,58 +291,15 @@ class Denoiser(nn.Module):
         return x.clamp(-1, 1)
 
 
-# --- 5. Data: (history, actions, next frame) samples from episodes ---------------------
-def to_float(frames_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
-    return frames_u8.movedim(-1, -3).float() / 127.5 - 1
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float (..., 3, H, W) in [-1, 1] -> uint8 (..., H, W, 3)."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1)
-
-
-class Transitions:
-    """All frames of some episodes in one tensor; samples (history, actions, next) batches."""
-
-    def __init__(self, paths: list[Path], T: int):
-        eps = [common.load_episode(p) for p in tqdm(paths, desc="load episodes", leave=False)]
-        self.frames = torch.from_numpy(np.concatenate([e["frames"] for e in eps]))  # (N, H, W, 3) uint8
-        self.actions = torch.from_numpy(np.concatenate(
-            [np.concatenate([e["actions"], np.zeros_like(e["actions"][:1])]) for e in eps]))  # (N, D)
-        lengths = torch.tensor([len(e["actions"]) for e in eps])
-        self.starts = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), lengths[:-1] + 1]), 0)
-        self.lengths, self.T, self.episodes = lengths, T, eps
-        # Valid (episode, t) pairs: predict frame t+1 from frames <= t.
-        self.index = torch.cat([torch.stack([torch.full((int(L),), i), torch.arange(int(L))], 1)
-                                for i, L in enumerate(lengths)])
-
-    def batch(self, n: int, gen: torch.Generator):
-        ep, t = self.index[torch.randint(len(self.index), (n,), generator=gen)].T
-        return self.gather(ep, t)
-
-    def gather(self, ep: torch.Tensor, t: torch.Tensor):
-        """History frames (n, T, 3, H, W), actions (n, T, D), mask (n, T), next frame (n, 3, H, W)."""
-        offs = torch.arange(self.T) - self.T + 1  # -T+1 .. 0
-        tt = t[:, None] + offs[None]  # (n, T)
-        mask = (tt >= 0).float()
-        idx = self.starts[ep][:, None] + tt.clamp(min=0)  # before the start: repeat frame 0
-        frames = to_float(self.frames[idx])
-        actions = self.actions[idx] * mask[..., None]
-        x0 = to_float(self.frames[self.starts[ep] + t + 1])
-        return frames, actions, mask, x0
-
-
-# --- 6. The imagination API used by later stages -----------------------------------------
+# --- 5. The imagination API used by later stages -----------------------------------------
 class WorldModel:
     """A frozen denoiser plus rolling histories: N imagined environments stepped in one call."""
 
-    def __init__(self, denoiser: Denoiser, device: torch.device, num_steps: int = 3, sampler: str = "euler",
-                 precision: str = "auto"):
+    def __init__(self, denoiser: Denoiser, device: torch.device, precision: str = "auto"):
         self.D = denoiser.to(device).eval()
-        self.cfg, self.device, self.num_steps, self.sampler = denoiser.cfg, device, num_steps, sampler
-        self.precision = precision
-        self.T = self.cfg["history"]
+        self.cfg, self.device, self.precision = denoiser.cfg, device, precision
+        self.num_steps, self.sampler = self.cfg.denoising_steps, self.cfg.sampler
+        self.T = self.cfg.history
         # On a CPU the denoiser runs fastest per sample at ~32 samples a call (larger batches' activations
         # leave the cache; benchmarks/throughput.py); a GPU wants the whole batch at once.
         self.chunk = 32 if device.type == "cpu" else 1 << 30
@@ -322,7 +317,7 @@ class WorldModel:
     def start(self, first_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Histories for episodes that begin at `first_frames` (N, H, W, 3) uint8, padded as in training."""
         f = to_float(first_frames.to(self.device))
-        n, D = len(f), self.cfg["action_dim"]
+        n, D = len(f), self.cfg.action_dim
         frames = f[:, None].repeat(1, self.T, 1, 1, 1)
         return frames, torch.zeros(n, self.T, D, device=self.device), torch.zeros(n, self.T, device=self.device)
 
@@ -338,25 +333,22 @@ class WorldModel:
         return frames, actions, mask
 
 
-def load_world_model(path: Path, device: torch.device, num_steps: int | None = None,
-                     sampler: str | None = None, task: str | None = None, precision: str = "auto") -> WorldModel:
-    """The EMA denoiser of a stage-2 checkpoint, ready to imagine. With `task`, refuse a model
-    that never saw that task (its imagination would be of another scene). `num_steps` and `sampler`
-    override the sampler stored in the checkpoint (None or empty: keep it); `precision` as in
-    `common.autocast`."""
-    if sampler not in (None, "", "euler", "heun"):
-        common.fail(f"--sampler must be euler or heun, not '{sampler}'")
+def load_world_model(path: Path, device: torch.device, task: str | None = None,
+                     precision: str = "auto") -> WorldModel:
+    """The EMA denoiser of a stage-2 checkpoint, ready to imagine with the sampler it was saved with.
+    With `task`, refuse a model that never saw that task (its imagination would be of another
+    scene). `precision` as in `common.autocast`."""
     ck = common.load_checkpoint(path, "world_model", "02_world_model.py")
-    if task is not None and task not in ck["config"]["tasks"]:
-        common.fail(f"{path} was trained on {ck['config']['tasks']}, not on '{task}'; train one that includes it "
+    cfg = common.config_from_checkpoint(WorldModelConfig, ck, path)
+    if task is not None and task not in cfg.tasks:
+        common.fail(f"{path} was trained on {cfg.tasks}, not on '{task}'; train one that includes it "
                     f"(02_world_model.py --tasks {task} ...) or point --run-dir elsewhere")
-    D = Denoiser(ck["config"])
+    D = Denoiser(cfg)
     D.load_state_dict(ck["ema"])
-    return WorldModel(D, device, num_steps or ck["config"]["denoising_steps"], sampler or ck["config"]["sampler"],
-                      precision)
+    return WorldModel(D, device, precision)
 
 
-# --- 7. Fidelity: open-loop rollouts against the copy-last-frame baseline ---------------
+# --- 6. Fidelity: open-loop rollouts against the copy-last-frame baseline ---------------
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB for images in [-1, 1], (N, 3, H, W) -> (N,)."""
     mse = ((a - b) / 2).pow(2).flatten(1).mean(1).clamp(min=1e-10)
@@ -416,21 +408,19 @@ def write_video(path: Path, real: torch.Tensor, imagined: torch.Tensor, scale: i
     common.save_video(path, frames, fps)
 
 
-# --- 8. Training ------------------------------------------------------------------------
+# --- 7. Training ------------------------------------------------------------------------
 def main(args: Args) -> dict:
     common.seed_everything(args.seed)
     device = common.pick_device(args.device)
-    if args.action_encoding not in ("two-hot", "one-hot"):
-        common.fail(f"--action-encoding must be two-hot or one-hot, not '{args.action_encoding}'")
-    common.autocast(device, args.precision)  # checks the flag before any work
     meta = common.read_meta(args.data_dir)
     tasks = common.expand_tasks(args.tasks)
     train = Transitions(common.list_episodes(args.data_dir, tasks, split="train"), args.history)
     heldout = [common.load_episode(p) for p in common.list_episodes(args.data_dir, tasks, split="heldout")]
-    cfg = {k: v for k, v in dataclasses.asdict(args).items()
-           if k in ("history", "num_bins", "action_encoding", "cond_dim", "sigma_data", "denoising_steps", "sampler")}
-    cfg.update(channels=list(args.channels), action_dim=int(meta["action_dim"]), resolution=int(meta["resolution"]),
-               env=common.env_config_from_meta(meta).__dict__, tasks=tasks)
+    cfg = WorldModelConfig(history=args.history, num_bins=args.num_bins, action_encoding=args.action_encoding,
+                           channels=args.channels, cond_dim=args.cond_dim, sigma_data=args.sigma_data,
+                           denoising_steps=args.denoising_steps, sampler=args.sampler,
+                           action_dim=int(meta["action_dim"]), resolution=int(meta["resolution"]),
+                           env=dataclasses.asdict(common.env_config_from_meta(meta)), tasks=tasks)
     D = Denoiser(cfg).to(device)
     ema = Denoiser(cfg).to(device)
     ema.load_state_dict(D.state_dict())
@@ -439,7 +429,7 @@ def main(args: Args) -> dict:
     step = 0
     if ckpt_path.exists():  # resume
         ck = common.load_checkpoint(ckpt_path, "world_model", "02_world_model.py")
-        if ck["config"] != cfg:
+        if common.config_from_checkpoint(WorldModelConfig, ck, ckpt_path) != cfg:
             common.fail(f"{ckpt_path} was trained with another config; use another --out-name or delete it")
         D.load_state_dict(ck["model"]), ema.load_state_dict(ck["ema"]), opt.load_state_dict(ck["opt"])
         step = ck["step"]
@@ -453,7 +443,7 @@ def main(args: Args) -> dict:
           f"{len(heldout)} held-out episodes, device {device}")
 
     def save() -> None:
-        common.save_checkpoint(ckpt_path, "world_model", config=cfg, model=D.state_dict(), ema=ema.state_dict(),
+        common.save_checkpoint(ckpt_path, "world_model", config=dataclasses.asdict(cfg), model=D.state_dict(), ema=ema.state_dict(),
                                opt=opt.state_dict(), step=step, seed=args.seed)
 
     writer = common.tensorboard_writer(args.run_dir / "tb" / args.out_name.removesuffix(".pt"), args)
@@ -495,7 +485,7 @@ def main(args: Args) -> dict:
     train_seconds = time.time() - t_start
 
     # Fidelity on held-out episodes, from the episode start and from mid-episode.
-    wm = WorldModel(ema, device, args.denoising_steps, args.sampler, args.precision)
+    wm = WorldModel(ema, device, args.precision)
     out_dir = args.run_dir / "world_model_eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"step": step, "train_seconds": train_seconds, "samples_per_s": samples / max(train_seconds, 1e-9)}

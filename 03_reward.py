@@ -12,10 +12,14 @@ the classifier is also scored on imagined frames of held-out episodes replayed o
 (agreement with its verdict on the aligned real frames): the reward must work on the
 frames it will actually see during refinement.
 
-Reads `<data-dir>/<task>/` (stage 1) and optionally `<run-dir>/world_model.pt` (stage 2);
-writes `<run-dir>/<task>/reward.pt` and `reward_metrics.json`.
+Reads `data/cpu/<task>/` (stage 1) and, if there, `runs/cpu/world_model.pt` (stage 2); writes
+`runs/cpu/<task>/reward.pt` and `reward_metrics.json`. Departures from the paper (labels that stay
+on after the first success, the class weight): docs/DEVIATIONS.md, "Reward".
 
-    python 03_reward.py --task button-press --data-dir data/cpu --run-dir runs/cpu
+    python 03_reward.py --task button-press
+        # held-out (33 episodes, 1023 frames, 187 successes): precision 0.964 recall 0.995 F1 0.979 ...
+        # on imagined frames of held-out episodes: per-step agreement with real verdicts 0.983 ...
+        #                                                                          (~1 min on 2 cores)
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,21 +37,18 @@ from tqdm import tqdm
 
 import common
 
+wm_mod = common.import_stage("02_world_model")  # open-loop replay for the imagined-frame check
 
 @dataclasses.dataclass
 class Args:
     task: str = "button-press"
     """the task whose success is classified"""
-    data_dir: Path = Path("data")
+    data_dir: Path = Path("data/cpu")
     """dataset written by 01_collect.py"""
-    run_dir: Path = Path("runs")
-    """checkpoints go to <run-dir>/<task>/reward.pt"""
-    world_model: Path | None = None
-    """stage-2 checkpoint for the imagined-frame check (default <run-dir>/world_model.pt if present)"""
-    imagined_frames: bool = False
-    """also train on world-model frames of the training episodes (replayed open-loop with their real
-    actions), labelled by the aligned real frames, so the reward fires on the frames it will see"""
-    labels: str = "reached"
+    run_dir: Path = Path("runs/cpu")
+    """checkpoints go to <run-dir>/<task>/reward.pt; <run-dir>/world_model.pt, if there, is used to
+    check the classifier on imagined frames"""
+    labels: Literal["reached", "per-step", "agree"] = "reached"
     """`reached`: a frame is a success from the episode's first success on (what every stage scores:
     an episode ends at its first success); `per-step`: the simulator's flag at that frame, which can
     drop back after the success (a lever that settles back, a ball that rolls on); `agree`: the flag,
@@ -54,36 +56,42 @@ class Args:
     training and metrics -- no stage scores them, and they look like neither class"""
     channels: tuple[int, ...] = (32, 64, 64)
     """CNN channels (each layer halves the resolution)"""
-    stem: int = 0
-    """channels of a full-resolution 3x3 conv before the strided layers (0: none); it sees single
-    pixels before the first halving, where a near miss and a success can differ"""
     steps: int = 3000
     """optimizer steps"""
     batch_size: int = 64
     """frames per step"""
     lr: float = 1e-3
     """Adam learning rate"""
-    lr_schedule: str = "constant"
-    """`constant`, or `cosine`: decay to 0 over the steps, so training ends in a minimum rather than
-    bouncing around one at the full rate"""
     device: str = "auto"
     """`auto`, `cpu` or `cuda`"""
     seed: int = 0
     """seed for initialisation and batches"""
 
 
+@dataclasses.dataclass
+class RewardConfig:
+    """What rebuilds a trained classifier; saved in its checkpoint with `asdict`."""
+
+    channels: tuple[int, ...]
+    resolution: int
+    threshold: float  # a frame is a success when sigma(R_psi(x)) > threshold (chosen on validation)
+    labels: str
+    task: str
+    env: dict  # common.EnvConfig of the data, as a dict
+
+    def __post_init__(self):
+        self.channels = tuple(self.channels)
+
+
 # --- 1. The classifier R_psi -------------------------------------------------------------
 class RewardClassifier(nn.Module):
     """Frame (B, 3, H, W) in [-1, 1] -> success logit (B,)."""
 
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: RewardConfig):
         super().__init__()
         self.cfg = cfg
         layers, c = [], 3
-        if cfg.get("stem", 0):  # optional full-resolution layer (older checkpoints have none)
-            layers += [nn.Conv2d(3, cfg["stem"], 3, padding=1), nn.GroupNorm(8, cfg["stem"]), nn.SiLU()]
-            c = cfg["stem"]
-        for c_next in cfg["channels"]:
+        for c_next in cfg.channels:
             layers += [nn.Conv2d(c, c_next, 3, stride=2, padding=1), nn.GroupNorm(8, c_next), nn.SiLU()]
             c = c_next
         # Keep the spatial map: success is about *where* small objects are (the mug at the goal).
@@ -96,12 +104,12 @@ class RewardClassifier(nn.Module):
     @torch.no_grad()
     def success(self, x: torch.Tensor) -> torch.Tensor:
         """Boolean verdict at the stored threshold, (B,)."""
-        return torch.sigmoid(self(x)) > self.cfg["threshold"]
+        return torch.sigmoid(self(x)) > self.cfg.threshold
 
 
 def load_reward(path: Path) -> RewardClassifier:
     ck = common.load_checkpoint(path, "reward", "03_reward.py")
-    clf = RewardClassifier(ck["config"])
+    clf = RewardClassifier(common.config_from_checkpoint(RewardConfig, ck, path))
     clf.load_state_dict(ck["model"])
     return clf.eval()
 
@@ -156,8 +164,7 @@ def best_threshold(p: np.ndarray, y: np.ndarray) -> float:
 
 @torch.no_grad()
 def predict(clf: RewardClassifier, frames_u8: np.ndarray, device: torch.device) -> np.ndarray:
-    wm_mod = common.import_stage("02_world_model")
-    out = [torch.sigmoid(clf(wm_mod.to_float(torch.from_numpy(frames_u8[i:i + 256])).to(device))).cpu()
+    out = [torch.sigmoid(clf(common.to_float(torch.from_numpy(frames_u8[i:i + 256])).to(device))).cpu()
            for i in range(0, len(frames_u8), 256)]
     return torch.cat(out).numpy()
 
@@ -166,7 +173,6 @@ def predict(clf: RewardClassifier, frames_u8: np.ndarray, device: torch.device) 
 def imagined_agreement(clf: RewardClassifier, wm, episodes: list[dict]) -> dict:
     """Replay held-out episodes open-loop through the world model with their real actions and
     compare the classifier's verdicts on imagined vs real frames at each step."""
-    wm_mod = common.import_stage("02_world_model")
     H = min(len(e["actions"]) for e in episodes)
     imagined, real = wm_mod.open_loop(wm, episodes, 0, H)  # (N, H, 3, h, w)
     dev = next(clf.parameters()).device
@@ -188,14 +194,7 @@ def imagined_agreement(clf: RewardClassifier, wm, episodes: list[dict]) -> dict:
 def main(args: Args) -> dict:
     common.seed_everything(args.seed)
     device = common.pick_device(args.device)
-    if args.stem < 0 or args.stem % 8:
-        common.fail(f"--stem must be 0 or a multiple of 8 (GroupNorm's 8 groups), not {args.stem}")
-    if args.lr_schedule not in ("constant", "cosine"):
-        common.fail(f"--lr-schedule must be constant or cosine, not '{args.lr_schedule}'")
-    if args.labels not in ("reached", "per-step", "agree"):
-        common.fail(f"--labels must be reached, per-step or agree, not '{args.labels}'")
     meta = common.read_meta(args.data_dir)
-    wm_mod = common.import_stage("02_world_model")
     paths = common.list_episodes(args.data_dir, [args.task])
     heldout = [p for p in paths if common.is_heldout(p, 0.1)]
     val = [p for p in paths if common.is_heldout(p, 0.2) and not common.is_heldout(p, 0.1)]
@@ -209,29 +208,14 @@ def main(args: Args) -> dict:
     dropped = sum(len(e["success"]) - len(e["scored"]["success"]) for e in tr + va + te)
     X = torch.from_numpy(np.concatenate([e["scored"]["frames"] for e in tr]))  # (N, H, W, 3) uint8
     Y = torch.from_numpy(np.concatenate([e["scored"]["success"] for e in tr])).float()
-    wm_path = args.world_model or args.run_dir / "world_model.pt"
-    if args.imagined_frames:
-        if not Path(wm_path).exists():
-            common.fail(f"--imagined-frames needs a world model at {wm_path}; run 02_world_model.py first")
-        wm = wm_mod.load_world_model(Path(wm_path), device, task=args.task)
-        im_x, im_y = [], []
-        for i in tqdm(range(0, len(tr), 64), desc="imagine training episodes", leave=False):
-            eps = tr[i:i + 64]
-            H = min(len(e["actions"]) for e in eps)
-            imagined, _ = wm_mod.open_loop(wm, eps, 0, H)  # (n, H, 3, h, w), imagined x_1..x_H
-            keep = torch.from_numpy(np.stack([scored_mask(e["success"], args.labels)[1:H + 1] for e in eps]))
-            im_x.append(wm_mod.to_uint8(imagined)[keep])  # (kept frames, h, w, 3) uint8
-            im_y.append(torch.from_numpy(np.stack([e["success"][1:H + 1] for e in eps]))[keep].float())
-        X, Y = torch.cat([X, *im_x]), torch.cat([Y, *im_y])
+    wm_path = args.run_dir / "world_model.pt"
     if Y.sum() == 0:
         common.fail(f"no success frames for {args.task} in {args.data_dir}; collect expert episodes first")
     pos_weight = (len(Y) - Y.sum()) / Y.sum()  # class imbalance: up-weight the rare successes
-    cfg = {"channels": list(args.channels), "stem": args.stem, "resolution": int(meta["resolution"]), "threshold": 0.5,
-           "labels": args.labels, "task": args.task, "env": common.env_config_from_meta(meta).__dict__}
+    cfg = RewardConfig(channels=args.channels, resolution=int(meta["resolution"]), threshold=0.5, labels=args.labels,
+                       task=args.task, env=dataclasses.asdict(common.env_config_from_meta(meta)))
     clf = RewardClassifier(cfg).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + np.cos(np.pi * s / args.steps)) if args.lr_schedule == "cosine" else 1.0)
     gen = torch.Generator().manual_seed(args.seed)
     print(f"reward classifier: {len(Y)} training frames, {int(Y.sum())} successes "
           f"(pos_weight {pos_weight:.1f}), {len(val)} validation and {len(heldout)} held-out episodes"
@@ -239,38 +223,38 @@ def main(args: Args) -> dict:
     bar = tqdm(range(args.steps), desc="reward", unit="step")
     for step in bar:
         idx = torch.randint(len(Y), (args.batch_size,), generator=gen)
-        x = random_shift(wm_mod.to_float(X[idx])).to(device)
+        x = random_shift(common.to_float(X[idx])).to(device)
         loss = F.binary_cross_entropy_with_logits(clf(x), Y[idx].to(device), pos_weight=pos_weight.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
         if step % 20 == 0:
             bar.set_postfix(bce=f"{loss.item():.4f}", refresh=False)
     clf.eval()
     cat = lambda eps, k: np.concatenate([e["scored"][k] for e in eps])  # noqa: E731
     p_val, y_val = predict(clf, cat(va, "frames"), device), cat(va, "success")
-    clf.cfg["threshold"] = cfg["threshold"] = best_threshold(p_val, y_val)
+    cfg.threshold = best_threshold(p_val, y_val)  # clf.cfg is cfg
     for e in te:  # held-out verdicts once per episode: scored as a whole and by source below
         e["scored"]["p"] = predict(clf, e["scored"]["frames"], device)
-    report = {"threshold": cfg["threshold"], "labels": args.labels, "unscored_frames_left_out": dropped,
-              "validation": binary_metrics(p_val, y_val, cfg["threshold"]),
-              "heldout": binary_metrics(cat(te, "p"), cat(te, "success"), cfg["threshold"])}
+    report = {"threshold": cfg.threshold, "labels": args.labels, "unscored_frames_left_out": dropped,
+              "validation": binary_metrics(p_val, y_val, cfg.threshold),
+              "heldout": binary_metrics(cat(te, "p"), cat(te, "success"), cfg.threshold)}
     h = report["heldout"]
     print(f"held-out ({len(te)} episodes, {h['frames']} frames, {h['positives']} successes): "
           f"precision {h['precision']:.3f} recall {h['recall']:.3f} F1 {h['f1']:.3f} accuracy {h['accuracy']:.3f} "
-          f"at threshold {cfg['threshold']:.2f}")
+          f"at threshold {cfg.threshold:.2f}")
     # Where the errors are: the same metrics per data source (expert, noisy, random, decoy, policy).
     report["heldout_by_source"] = {}
     for src in sorted({e["source"] for e in te}):
         eps = [e for e in te if e["source"] == src]
-        m = binary_metrics(cat(eps, "p"), cat(eps, "success"), cfg["threshold"])
+        m = binary_metrics(cat(eps, "p"), cat(eps, "success"), cfg.threshold)
         report["heldout_by_source"][src] = {"episodes": len(eps), **m}
     print("held-out errors by source: " + ", ".join(
         f"{k} ({v['episodes']} episodes) {v['false_positives']} false positives, {v['false_negatives']} missed"
         for k, v in report["heldout_by_source"].items()))
     out = args.run_dir / common.task_slug(args.task)
-    common.save_checkpoint(out / "reward.pt", "reward", config=cfg, model=clf.state_dict(), seed=args.seed)
+    common.save_checkpoint(out / "reward.pt", "reward", config=dataclasses.asdict(cfg), model=clf.state_dict(),
+                           seed=args.seed)
     if Path(wm_path).exists():
         wm = wm_mod.load_world_model(Path(wm_path), device, task=args.task)
         report["imagined"] = imagined_agreement(clf, wm, te)

@@ -23,9 +23,11 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import multiprocessing as mp
 import os
 import random
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -464,6 +466,136 @@ def list_episodes(data_dir: Path, tasks: list[str] | None = None,
     return paths
 
 
+
+# --------------------------------------------------------------------------------------
+# Frames as tensors, and the transition sampler every training stage draws from
+# --------------------------------------------------------------------------------------
+def to_float(frames_u8):
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
+    return frames_u8.movedim(-1, -3).float() / 127.5 - 1
+
+
+def to_uint8(x):
+    """float (..., 3, H, W) in [-1, 1] -> uint8 (..., H, W, 3)."""
+    import torch
+
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1)
+
+
+class Transitions:
+    """All frames of some episodes in one tensor; samples (history, actions, next frame) batches.
+
+    Stage 2 trains the world model on them; stage 4 uses the same history of S frames (padded by
+    repeating frame 0 before the episode start) and the newest action a_t as its (x, a) pairs."""
+
+    def __init__(self, paths: list[Path], T: int):
+        import torch
+        from tqdm import tqdm
+
+        eps = [load_episode(p) for p in tqdm(paths, desc="load episodes", leave=False)]
+        self.frames = torch.from_numpy(np.concatenate([e["frames"] for e in eps]))  # (N, H, W, 3) uint8
+        # one zero action after each episode's last, so actions line up with frames: (N, D)
+        self.actions = torch.from_numpy(np.concatenate(
+            [np.concatenate([e["actions"], np.zeros_like(e["actions"][:1])]) for e in eps]))
+        lengths = torch.tensor([len(e["actions"]) for e in eps])
+        self.starts = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), lengths[:-1] + 1]), 0)
+        self.lengths, self.T, self.episodes = lengths, T, eps
+        # Valid (episode, t) pairs: predict frame t+1 from frames <= t.
+        self.index = torch.cat([torch.stack([torch.full((int(L),), i), torch.arange(int(L))], 1)
+                                for i, L in enumerate(lengths)])
+
+    def batch(self, n: int, gen):
+        import torch
+
+        ep, t = self.index[torch.randint(len(self.index), (n,), generator=gen)].T
+        return self.gather(ep, t)
+
+    def gather(self, ep, t):
+        """History frames (n, T, 3, H, W), actions (n, T, D), mask (n, T), next frame (n, 3, H, W).
+        Row -1 of the history is time t: frames[:, -1] = x_t and actions[:, -1] = a_t; mask 0 marks
+        the padding before the episode start (its frames repeat x_0, its actions are 0)."""
+        import torch
+
+        offs = torch.arange(self.T) - self.T + 1  # -T+1 .. 0
+        tt = t[:, None] + offs[None]  # (n, T)
+        mask = (tt >= 0).float()
+        idx = self.starts[ep][:, None] + tt.clamp(min=0)  # before the start: repeat frame 0
+        frames = to_float(self.frames[idx])
+        actions = self.actions[idx] * mask[..., None]
+        x0 = to_float(self.frames[self.starts[ep] + t + 1])
+        return frames, actions, mask, x0
+
+
+# --------------------------------------------------------------------------------------
+# Real-environment evaluation of a policy checkpoint (stages 4, 5, 6 and the benchmarks)
+# --------------------------------------------------------------------------------------
+def eval_seeds(n: int, offset: int = 0) -> list[int]:
+    """Seeds for evaluation episodes: disjoint from the collection seeds by construction."""
+    return [stable_seed("eval", i) for i in range(offset, offset + n)]
+
+
+_EVAL_CACHE: tuple | None = None  # per worker process: (key, policy, env), reused across episodes
+
+
+def _eval_worker(job: tuple) -> tuple[int, bool, int | None, np.ndarray | None]:
+    load_policy, path, spec, cfg, seed, keep_frames, deterministic = job
+    import warnings
+
+    import torch
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    global _EVAL_CACHE
+    if _EVAL_CACHE is None or _EVAL_CACHE[0] != (path, spec):
+        _EVAL_CACHE = ((path, spec), load_policy(Path(path)), make_env(spec, EnvConfig(**cfg)))
+    _, pi, env = _EVAL_CACHE
+    frames = [env.reset(seed)]
+    rng = np.random.default_rng(seed)
+    first = None
+    for t in range(env.max_steps):
+        frame, success = env.step(pi.act_np(frames, rng, deterministic))
+        frames.append(frame)
+        if success:  # an episode ends at its first success, as in every stage
+            first = t + 1
+            break
+    return seed, first is not None, first, (np.stack(frames) if keep_frames else None)
+
+
+def evaluate_real(load_policy: Callable[[Path], Any], policy_path: Path, spec: str, env_cfg: dict,
+                  seeds: list[int], workers: int = 2, keep_frames: int = 0, deterministic: bool = True,
+                  desc: str = "real eval") -> dict:
+    """Run a policy checkpoint on seeded real episodes, `workers` processes with one env each.
+    `load_policy(path)` (stage 4's) rebuilds the policy in each worker; it must have `act_np`.
+    An episode succeeds at its first success and ends there."""
+    from tqdm import tqdm
+
+    jobs = [(load_policy, str(policy_path), spec, env_cfg, s, i < keep_frames, deterministic)
+            for i, s in enumerate(seeds)]
+    results, t0 = {}, time.time()
+    with mp.get_context("spawn").Pool(max(1, workers)) as pool:
+        bar = tqdm(pool.imap_unordered(_eval_worker, jobs), total=len(jobs), desc=desc, unit="ep")
+        for seed, ok, first, frames in bar:
+            results[seed] = (ok, first, frames)
+            bar.set_postfix(success=f"{np.mean([r[0] for r in results.values()]):.2f}", refresh=False)
+    ordered = [results[s] for s in seeds]
+    k = sum(r[0] for r in ordered)
+    steps = [r[1] for r in ordered if r[1] is not None]
+    return {"episodes": len(seeds), "successes": k, "success_rate": k / len(seeds),
+            "ci95": wilson_interval(k, len(seeds)),
+            "mean_steps_to_success": float(np.mean(steps)) if steps else None,
+            "steps_to_success": [r[1] for r in ordered], "seconds": time.time() - t0,
+            "frames": [r[2] for r in ordered[:keep_frames]]}
+
+
+def real_start_frames(spec: str, env_cfg: dict, seeds: list[int]) -> np.ndarray:
+    """The first frame of each seeded real episode, (n, H, W, 3) uint8: where stage 6 starts the
+    imagined twin of each real evaluation episode (a reset and a render, no step)."""
+    env = make_env(spec, EnvConfig(**env_cfg))
+    try:
+        return np.stack([env.reset(s) for s in seeds])
+    finally:
+        env.close()
+
 # --------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------
@@ -490,6 +622,16 @@ def load_checkpoint(path: Path, stage: str | tuple[str, ...], hint: str = "") ->
         got = ck.get("stage") if isinstance(ck, dict) else type(ck).__name__
         fail(f"{path} is a checkpoint of stage '{got}', expected {' or '.join(stages)}; pass the output of {hint or stage}")
     return ck
+
+
+def config_from_checkpoint(cls: type, ck: dict[str, Any], path: Path):
+    """Rebuild a model's config dataclass (`cls`) from the dict a checkpoint saved with `asdict`."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    got = set(ck["config"])
+    if got != names:
+        fail(f"{path} holds a {cls.__name__} with fields {sorted(got ^ names)} that this code does not match; "
+             f"it was written by another version of the stage: retrain it")
+    return cls(**ck["config"])
 
 
 def tensorboard_writer(run_dir: Path, args: Any):

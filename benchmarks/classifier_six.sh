@@ -25,8 +25,7 @@ for T in $TASKS; do
     coffee-pull)
       DATA=data/cpu-topview-x2-decoy
       python 01_collect.py --tasks "$T" --resolution 48 --camera topview --scale 2 --data-dir $DATA
-      python 01_collect.py --tasks "$T" --resolution 48 --camera topview --data-dir $DATA \
-        --num-expert 0 --num-noisy 0 --num-random 0 --num-decoy 100 --decoy-shift 0.12 0.25
+      python benchmarks/decoys.py --tasks "$T" --data-dir $DATA --num-decoy 100 --shift 0.12 0.25
       EXTRA="--labels agree";;
     door-lock)
       DATA=data/cpu-x2

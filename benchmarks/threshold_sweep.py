@@ -18,6 +18,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -49,8 +50,8 @@ class Args:
     as 06 does; `heldout`: the held-out dataset episodes' first frames, cycled"""
     denoising_steps: int = 0
     """sampler steps per imagined frame (0: the world model's own)"""
-    sampler: str = ""
-    """`euler` or `heun` (empty: the world model's own)"""
+    sampler: Literal["", "euler", "heun"] = ""
+    """Euler or Heun (empty: the world model's own)"""
     thresholds: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
     """classifier thresholds to score"""
     device: str = "auto"
@@ -79,20 +80,20 @@ def main(args: Args) -> str:
     policy = args.policy or task_dir / "bc.pt"
     pi = bc_mod.load_policy(policy).to(device).eval()
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device).eval()
-    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, args.denoising_steps or None,
-                                 args.sampler or None, task=args.task)
+    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task)
+    wm.num_steps, wm.sampler = args.denoising_steps or wm.num_steps, args.sampler or wm.sampler
     if args.starts == "eval":
-        starts = torch.from_numpy(bc_mod.real_start_frames(args.task, pi.cfg["env"], bc_mod.eval_seeds(args.episodes)))
+        starts = torch.from_numpy(common.real_start_frames(args.task, pi.cfg.env, common.eval_seeds(args.episodes)))
     elif args.starts == "heldout":
         starts = ppo_mod.start_frames(args.data_dir, args.task, "heldout")
     else:
         common.fail(f"--starts must be eval or heldout, not '{args.starts}'")
-    horizon = int(pi.cfg["env"]["max_steps"])
+    horizon = int(pi.cfg.env["max_steps"])
     rec = Recorder(clf)
     ppo_mod.imagined_success(pi, wm, rec, starts, args.episodes, horizon)
     p_im = torch.stack(rec.p).numpy()  # (horizon, episodes)
     heldout = [common.load_episode(p) for p in common.list_episodes(args.data_dir, [args.task], split="heldout")]
-    labels = clf.cfg.get("labels", "per-step")
+    labels = clf.cfg.labels
     keep = [reward_mod.scored_mask(e["success"], labels) for e in heldout]  # all frames unless `agree`
     y = np.concatenate([reward_mod.success_labels(e["success"], labels)[k] for e, k in zip(heldout, keep)])
     p_re = np.concatenate([reward_mod.predict(clf, e["frames"][k], device) for e, k in zip(heldout, keep)])
@@ -106,7 +107,7 @@ def main(args: Args) -> str:
     out = [f"{args.task}, {policy} in {args.run_dir / 'world_model.pt'} ({wm.num_steps} {wm.sampler} steps), "
            f"{args.episodes} imagined episodes from {len(starts)} {args.starts} starts; real success: "
            + (f"{real['successes']}/{real['episodes']} = {real['success_rate']:.0%}" if real else "not on disk")
-           + f"; stored threshold {clf.cfg['threshold']:.2f} ({labels} labels)", "",
+           + f"; stored threshold {clf.cfg.threshold:.2f} ({labels} labels)", "",
            "| threshold | imagined success | gap to real (points) | agreement with real, per start | "
            "held-out precision | recall | F1 |",
            "| --- | --- | --- | --- | --- | --- | --- |"]

@@ -121,7 +121,7 @@ def imagined_env_step_tps(ppo, wm, clf, pi, starts, num_envs: int, steps: int = 
     """Transitions/s of the full imagined-env step: policy sample + world model + classifier."""
     import torch
 
-    env = ppo.ImaginedEnv(wm, clf, starts, num_envs, 30, pi.cfg["frame_stack"], torch.Generator().manual_seed(0))
+    env = ppo.ImaginedEnv(wm, clf, starts, num_envs, 30, pi.cfg.frame_stack, torch.Generator().manual_seed(0))
     obs = env.reset()
 
     def step() -> None:
@@ -133,13 +133,13 @@ def imagined_env_step_tps(ppo, wm, clf, pi, starts, num_envs: int, steps: int = 
     return num_envs / timed(step, warmup=1, reps=steps)
 
 
-def wm_training_sps(wm_mod, cfg: dict, precision: str, device, batch: int = 32, reps: int = 8) -> float:
+def wm_training_sps(wm_mod, cfg, precision: str, device, batch: int = 32, reps: int = 8) -> float:
     """World-model training samples/s (forward, backward, clip, AdamW) on batches of the data's shapes."""
     import torch
 
     D = wm_mod.Denoiser(cfg).to(device)
     opt = torch.optim.AdamW(D.parameters(), lr=3e-4)
-    T, res, A = cfg["history"], cfg["resolution"], cfg["action_dim"]
+    T, res, A = cfg.history, cfg.resolution, cfg.action_dim
     x0, frames = torch.randn(batch, 3, res, res, device=device), torch.randn(batch, T, 3, res, res, device=device)
     actions, mask = torch.rand(batch, T, A, device=device) * 2 - 1, torch.ones(batch, T, device=device)
 
@@ -162,7 +162,7 @@ def ppo_loop(ppo, wm, clf, pi, train_starts, heldout_starts, args) -> dict:
     critic = ppo.Critic(pi.cfg).to(wm.device)
     opt_pi = torch.optim.Adam(pi.parameters(), lr=args.learning_rate, eps=1e-5)
     opt_v = torch.optim.Adam(critic.parameters(), lr=args.critic_lr, eps=1e-5)
-    env = ppo.ImaginedEnv(wm, clf, train_starts, args.num_envs, 30, pi.cfg["frame_stack"],
+    env = ppo.ImaginedEnv(wm, clf, train_starts, args.num_envs, 30, pi.cfg.frame_stack,
                           torch.Generator().manual_seed(0))
     t0 = time.perf_counter()
     b, _, _ = ppo.collect_rollout(pi, critic, env, 30, args, {})
@@ -186,15 +186,15 @@ def imagination(args: Args) -> dict:
     pi = bc_mod.load_policy(task_dir / "bc.pt").to(device)
     train_starts = ppo.start_frames(args.data_dir, args.task, "train")
     heldout_starts = ppo.start_frames(args.data_dir, args.task, "heldout")
-    res, S, T = wm.cfg["resolution"], pi.cfg["frame_stack"], wm.cfg["history"]
+    res, S, T = wm.cfg.resolution, pi.cfg.frame_stack, wm.cfg.history
     out: dict = {"matmul_gflops_fp32": matmul_gflops(torch.float32), "matmul_gflops_bf16": matmul_gflops(torch.bfloat16),
                  "bf16_fast_here": common.bf16_fast(device)}
     print(f"matmul 2048x2048: fp32 {out['matmul_gflops_fp32']:.0f} GFLOP/s, bf16 {out['matmul_gflops_bf16']:.0f} "
           f"GFLOP/s ({out['matmul_gflops_bf16'] / out['matmul_gflops_fp32']:.1f}x)")
 
     # The old path: the earlier default U-Net in fp32, 32 envs in one call.
-    old_cfg = {**wm.cfg, "channels": list(args.old_channels)}
-    old_wm = wm_mod.WorldModel(wm_mod.Denoiser(old_cfg), device, wm.num_steps, wm.sampler, "fp32")
+    old_cfg = dataclasses.replace(wm.cfg, channels=tuple(args.old_channels))
+    old_wm = wm_mod.WorldModel(wm_mod.Denoiser(old_cfg), device, "fp32")
     old_wm.chunk = 1 << 30
 
     # FLOPs of one imagined transition.
@@ -207,7 +207,7 @@ def imagination(args: Args) -> dict:
         per_transition = f_den * m.num_steps + f_clf + f_pi
         out[f"{name}_gflop_per_transition"] = per_transition / 1e9
         out[f"{name}_mflop_denoiser_forward"] = f_den / 1e6
-        print(f"one imagined transition, {name} U-Net {m.cfg['channels']}: denoiser {f_den / 1e6:.0f} MFLOP x "
+        print(f"one imagined transition, {name} U-Net {list(m.cfg.channels)}: denoiser {f_den / 1e6:.0f} MFLOP x "
               f"{m.num_steps} steps, classifier {f_clf / 1e6:.1f}, policy {f_pi / 1e6:.1f} = "
               f"{per_transition / 1e9:.2f} GFLOP; FLOP limit {out['matmul_gflops_fp32'] / per_transition * 1e9:.0f}/s "
               f"fp32, {out['matmul_gflops_bf16'] / per_transition * 1e9:.0f}/s bf16")

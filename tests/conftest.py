@@ -31,3 +31,13 @@ def tiny_data(tmp_path_factory) -> Path:
                               resolution=16, action_repeat=1, max_steps=10, workers=1,
                               noise_levels=(0.5, 1.0)))
     return d
+
+
+TINY_ENV = {"resolution": 16, "camera": "corner", "fovy": 30.0, "action_repeat": 1, "max_steps": 10}
+
+
+def policy_config(**overrides):
+    """A stage-4 `PolicyConfig` for a small policy on the tiny env (16x16 frames, 2-D actions)."""
+    cfg = dict(frame_stack=2, channels=(8, 16), action_dim=2, log_std_max=0.0, resolution=16, task=TINY,
+               env=dict(TINY_ENV), num_demos=0)
+    return stage("04_bc").PolicyConfig(**{**cfg, **overrides})

@@ -143,28 +143,36 @@ def test_metaworld_labels_and_expert_success(coffee, monkeypatch):
 
 
 def test_decoy_episodes_do_the_task_in_the_wrong_place(tmp_path):
-    """`decoy`: the expert aims at a goal shifted beyond the success radius, so it ends away from
-    the goal, not in success (its path may cross the goal: labels stay the env's), while the plain
-    expert from the same start ends in success."""
+    """benchmarks/decoys.py: the expert aims at a goal shifted beyond the success radius, so it ends
+    away from the goal, not in success (its path may cross the goal: labels stay the env's), while the
+    plain expert from the same start ends in success."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("decoys", common.REPO / "benchmarks" / "decoys.py")
+    decoys = importlib.util.module_from_spec(spec)
+    sys.modules["decoys"] = decoys
+    spec.loader.exec_module(decoys)
     tiny = __import__("tests.tiny_env", fromlist=["make"])
     env = common.make_env(TINY, common.EnvConfig(resolution=16, action_repeat=1, max_steps=10))
     for seed in range(5):
-        _, _, success = collect.run_episode(env, seed, "decoy", decoy_shift=(0.3, 0.3))
-        end = env.p.copy()
+        _, _, success = decoys.decoy_episode(env, seed, (0.3, 0.3))
         assert not success[-1]
-        assert np.linalg.norm(end - tiny.GOAL) > tiny.RADIUS
+        assert np.linalg.norm(env.p - tiny.GOAL) > tiny.RADIUS
         _, _, success = collect.run_episode(env, seed, "expert")
         assert success[-1]
     d = tmp_path / "data"
-    collect.main(collect.Args(tasks=[TINY], data_dir=d, num_expert=0, num_noisy=0, num_random=0, num_decoy=3,
+    collect.main(collect.Args(tasks=[TINY], data_dir=d, num_expert=1, num_noisy=0, num_random=0,
                               resolution=16, action_repeat=1, max_steps=10, workers=1))
+    assert decoys.main(decoys.Args(tasks=[TINY], data_dir=d, num_decoy=3)) == 3
     eps = [common.load_episode(p) for p in common.list_episodes(d, sources=("decoy",))]
     assert len(eps) == 3 and all(e["source"] == "decoy" for e in eps)
-    class NoShiftExpert(tiny.TinyReach):  # an adapter written before goal_shift existed
+    assert decoys.main(decoys.Args(tasks=[TINY], data_dir=d, num_decoy=3)) == 0  # resumes: nothing new
+
+    class NoShiftExpert(tiny.TinyReach):  # an adapter without goal_shift
         def expert_action(self):
             return super().expert_action()
     with pytest.raises(common.UserError, match="goal_shift"):
-        collect.run_episode(NoShiftExpert(16, 1, 10), 0, "decoy")
-    with pytest.raises(common.UserError, match="--decoy-shift"):
-        collect.main(collect.Args(tasks=[TINY], data_dir=d, num_decoy=1, decoy_shift=(0.3, 0.1),
-                                  resolution=16, action_repeat=1, max_steps=10, workers=1))
+        decoys.decoy_episode(NoShiftExpert(16, 1, 10), 0, (0.3, 0.3))
+    with pytest.raises(common.UserError, match="--shift"):
+        decoys.main(decoys.Args(tasks=[TINY], data_dir=d, num_decoy=1, shift=(0.3, 0.1)))
