@@ -21,7 +21,7 @@ conditioning frames, EMA, the small U-Net): docs/DEVIATIONS.md, "World model".
     python 02_world_model.py --tasks button-press
         # world model: 0.85 M parameters, 10410 training transitions, 33 held-out episodes, device cpu
         # open-loop from t0=0, H=16, 33 held-out episodes: PSNR 25.26 dB (copy-last 18.68), SSIM 0.867 ...
-        #                                                  (~9 min on 2 cores with AMX; 3,200 steps)
+        #                                                  (~10 min on 2 cores with AMX; 3,200 steps)
     python 02_world_model.py --tasks button-press --action-encoding one-hot --out-name world_model_onehot.pt
         # the paper's ablation; 06_eval.py then reports both models' fidelity
 """
@@ -33,7 +33,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -150,6 +150,35 @@ def edm_scalings(sigma: torch.Tensor, sigma_data: float):
     c_in = 1 / (sigma**2 + sigma_data**2).sqrt()
     c_noise = sigma.log() / 4
     return c_skip, c_out, c_in, c_noise
+
+
+def euler_step(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+               sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
+    """One Euler step of the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma, from noise
+    level sigma down to sigma_next. `denoise(x, sigma)` is D; sigma and sigma_next are scalars."""
+    d = (x - denoise(x, sigma)) / sigma  # dx/dsigma
+    return x + (sigma_next - sigma) * d
+
+
+def heun_step(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+              sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
+    """One Heun step (Karras et al. 2022, Alg. 1): the Euler step, then the average of the slopes at
+    both ends. The last step, to sigma_next = 0, has no slope at its end and stays Euler."""
+    d = (x - denoise(x, sigma)) / sigma
+    x_euler = x + (sigma_next - sigma) * d
+    if sigma_next == 0:
+        return x_euler
+    d_next = (x_euler - denoise(x_euler, sigma_next)) / sigma_next
+    return x + (sigma_next - sigma) * (d + d_next) / 2
+
+
+def denoising_loss(F_x: torch.Tensor, x0: torch.Tensor, x_noisy: torch.Tensor, c_skip: torch.Tensor,
+                   c_out: torch.Tensor) -> torch.Tensor:
+    """Eq. 7: the mean squared error of F's output F_x against its target (x0 - c_skip x_noisy) / c_out,
+    with unit weight. All (B, 3, H, W) but c_skip, c_out (B, 1, 1, 1). Since D - x0 = c_out (F_x - target),
+    this is EDM's lambda(sigma) ||D - x0||^2 with lambda = 1 / c_out^2 (tests/test_parts.py)."""
+    target = (x0 - c_skip * x_noisy) / c_out
+    return F.mse_loss(F_x, target)
 
 
 def karras_sigmas(n: int, sigma_min: float = 2e-3, sigma_max: float = 5.0, rho: float = 7.0) -> torch.Tensor:
@@ -271,27 +300,40 @@ class Denoiser(nn.Module):
         sigma = (torch.randn(x0.shape[0], device=x0.device) * p_std + p_mean).exp()
         x_noisy = x0 + sigma[:, None, None, None] * torch.randn_like(x0)
         F_x, c_skip, c_out = self.precondition(x_noisy, sigma, frames, actions, mask)
-        target = (x0 - c_skip * x_noisy) / c_out
-        return F.mse_loss(F_x, target)
+        return denoising_loss(F_x, x0, x_noisy, c_skip, c_out)
 
     @torch.no_grad()
     def sample(self, frames: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor,
                num_steps: int = 3, sampler: str = "euler") -> torch.Tensor:
         """Generate x_{t+1} (B, 3, H, W) in [-1, 1] from the history."""
         sigmas = karras_sigmas(num_steps).to(frames.device)
+        step = heun_step if sampler == "heun" else euler_step
+        denoise = lambda x, s: self(x, s.expand(len(x)), frames, actions, mask)  # noqa: E731  D(x; s)
         x = torch.randn_like(frames[:, -1]) * sigmas[0]
         for i in range(num_steps):
-            s, s_next = sigmas[i], sigmas[i + 1]
-            d = (x - self(x, s.expand(len(x)), frames, actions, mask)) / s  # dx/dsigma
-            x_next = x + (s_next - s) * d
-            if sampler == "heun" and s_next > 0:  # second-order correction
-                d2 = (x_next - self(x_next, s_next.expand(len(x)), frames, actions, mask)) / s_next
-                x_next = x + (s_next - s) * (d + d2) / 2
-            x = x_next
+            x = step(denoise, x, sigmas[i], sigmas[i + 1])
         return x.clamp(-1, 1)
 
 
-# --- 5. The imagination API used by later stages -----------------------------------------
+# --- 5. Training helpers: conditioning-frame noise and the EMA ----------------------------
+def noisy_history(frames: torch.Tensor, cond_noise_max: float) -> torch.Tensor:
+    """Noise-augment the conditioning frames (B, T, 3, H, W): N(0, s^2) with s ~ U(0, cond_noise_max)
+    per sample. At imagination time the history is the model's own output, never exactly real."""
+    s_aug = torch.rand(len(frames), 1, 1, 1, 1, device=frames.device) * cond_noise_max
+    return frames + s_aug * torch.randn_like(frames)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, step: int, decay: float) -> None:
+    """ema <- decay' ema + (1 - decay') model, with decay' = min(decay, (1 + step) / (10 + step)): a warm-up,
+    so that early on the average does not hold on to the untrained start (at 0.999 without it, 22% of
+    the step-0 weights would remain after 1,500 steps)."""
+    d = min(decay, (1 + step) / (10 + step))
+    for pe, p in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(p, 1 - d)
+
+
+# --- 6. The imagination API used by later stages -----------------------------------------
 class WorldModel:
     """A frozen denoiser plus rolling histories: N imagined environments stepped in one call."""
 
@@ -348,7 +390,7 @@ def load_world_model(path: Path, device: torch.device, task: str | None = None,
     return WorldModel(D, device, precision)
 
 
-# --- 6. Fidelity: open-loop rollouts against the copy-last-frame baseline ---------------
+# --- 7. Fidelity: open-loop rollouts against the copy-last-frame baseline ---------------
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB for images in [-1, 1], (N, 3, H, W) -> (N,)."""
     mse = ((a - b) / 2).pow(2).flatten(1).mean(1).clamp(min=1e-10)
@@ -408,7 +450,7 @@ def write_video(path: Path, real: torch.Tensor, imagined: torch.Tensor, scale: i
     common.save_video(path, frames, fps)
 
 
-# --- 7. Training ------------------------------------------------------------------------
+# --- 8. Training ------------------------------------------------------------------------
 def main(args: Args) -> dict:
     common.seed_everything(args.seed)
     device = common.pick_device(args.device)
@@ -452,21 +494,14 @@ def main(args: Args) -> dict:
     bar = tqdm(total=args.steps, initial=step, desc="world model", unit="step")
     while step < args.steps:
         frames, actions, mask, x0 = [b.to(device) for b in train.batch(args.batch_size, gen)]
-        # Noise-augment the conditioning frames: at imagination time they are the model's own outputs.
-        s_aug = torch.rand(len(frames), 1, 1, 1, 1, device=device) * args.cond_noise_max
-        frames = frames + s_aug * torch.randn_like(frames)
+        frames = noisy_history(frames, args.cond_noise_max)
         with common.autocast(device, args.precision):  # bf16 forward where fast; weights and Adam stay fp32
             loss = D.loss(x0, frames, actions, mask, args.p_mean, args.p_std)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(D.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():
-            # EMA with warm-up: early on, the average must not hold on to the untrained start
-            # (at decay 0.999, 22% of step-0 weights would remain after 1,500 steps).
-            decay = min(args.ema_decay, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), D.parameters()):
-                pe.lerp_(p, 1 - decay)
+        ema_update(ema, D, step, args.ema_decay)
         step += 1
         samples += args.batch_size
         sps = samples / (time.time() - t_start)
@@ -502,6 +537,8 @@ def main(args: Args) -> dict:
                         lambda f: f.write(json.dumps(report, indent=1)), binary=False)
     return report
 
+
+common.use_answers(globals())  # exercises: WORLD4RL_ANSWERS=your_file.py swaps in your functions
 
 if __name__ == "__main__":
     common.run_main(main, Args)

@@ -146,6 +146,13 @@ def scored_mask(success: np.ndarray, labels: str = "reached") -> np.ndarray:
     return ~(np.maximum.accumulate(success) & ~success)
 
 
+def classifier_loss(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+    """Eq. 3, the binary cross-entropy of R_psi on success labels y (B,) in {0, 1}, with each positive
+    counted `pos_weight` times (the negative/positive ratio of the training frames): successes are
+    rare, and an unweighted loss is content to call every frame a failure."""
+    return F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+
+
 def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float) -> dict:
     pred = p > threshold
     tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
@@ -224,7 +231,7 @@ def main(args: Args) -> dict:
     for step in bar:
         idx = torch.randint(len(Y), (args.batch_size,), generator=gen)
         x = random_shift(common.to_float(X[idx])).to(device)
-        loss = F.binary_cross_entropy_with_logits(clf(x), Y[idx].to(device), pos_weight=pos_weight.to(device))
+        loss = classifier_loss(clf(x), Y[idx].to(device), pos_weight.to(device))  # Eq. 3
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -265,6 +272,8 @@ def main(args: Args) -> dict:
     common.atomic_write(out / "reward_metrics.json", lambda f: f.write(json.dumps(report, indent=1)), binary=False)
     return report
 
+
+common.use_answers(globals())  # exercises: WORLD4RL_ANSWERS=your_file.py swaps in your functions
 
 if __name__ == "__main__":
     common.run_main(main, Args)

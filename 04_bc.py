@@ -111,9 +111,13 @@ class GaussianPolicy(nn.Module):
         self.mu_head = nn.Linear(256, cfg.action_dim)
         self.log_std = nn.Parameter(torch.full((cfg.action_dim,), -1.0))
 
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        """mu(x) in [-1, 1], (B, D), for stacked frames x (B, S, 3, H, W); fp32 also under bf16 autocast."""
+        return torch.tanh(self.mu_head(self.encoder(x))).float()
+
     def dist(self, x: torch.Tensor) -> torch.distributions.Normal:
         """pi(. | x) for stacked frames x (B, S, 3, H, W)."""
-        mu = torch.tanh(self.mu_head(self.encoder(x))).float()  # fp32 also under bf16 autocast
+        mu = self.mean(x)
         log_std = self.log_std.clamp(-5.0, self.cfg.log_std_max)  # sigma <= e^log_std_max
         return torch.distributions.Normal(mu, log_std.exp().expand_as(mu))
 
@@ -140,11 +144,19 @@ def load_policy(path: Path) -> GaussianPolicy:
     return pi.eval()
 
 
+def gaussian_nll(mu: torch.Tensor, log_std: torch.Tensor, a: torch.Tensor, log_std_max: float) -> torch.Tensor:
+    """Eq. 2 for the Gaussian of Eq. 1: -log N(a; mu, diag(sigma^2)), summed over the D action dimensions
+    and averaged over the batch. mu, a (B, D); log_std (D,), capped: sigma = exp(clamp(log_std, -5,
+    log_std_max)), so sigma <= 1 at the paper's cap log_std_max = 0."""
+    std = log_std.clamp(-5.0, log_std_max).exp().expand_as(mu)
+    return -torch.distributions.Normal(mu, std).log_prob(a).sum(-1).mean()
+
+
 def bc_loss(pi: GaussianPolicy, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """Eq. 2: the negative log-likelihood -log pi(a | x), summed over action dimensions and averaged
-    over the batch. x (B, S, 3, H, W), a (B, D) in [-1, 1]; actions at exactly +-1 (the expert's
-    clipped ones) are pulled in to +-0.999, since tanh(mu) never reaches them."""
-    return -pi.dist(x).log_prob(a.clamp(-0.999, 0.999)).sum(-1).mean()
+    """The BC loss of a policy on frames x (B, S, 3, H, W) and expert actions a (B, D) in [-1, 1].
+    Actions at exactly +-1 (the expert's clipped ones) are pulled in to +-0.999: tanh(mu) never
+    reaches them, and their likelihood would pull mu's pre-activation to infinity."""
+    return gaussian_nll(pi.mean(x), pi.log_std, a.clamp(-0.999, 0.999), pi.cfg.log_std_max)
 
 
 def save_policy(path: Path, stage: str, pi: GaussianPolicy, **extra) -> None:
@@ -202,6 +214,8 @@ def main(args: Args) -> dict:
     common.atomic_write(out / "bc_eval.json", lambda f: f.write(json.dumps(report, indent=1)), binary=False)
     return report
 
+
+common.use_answers(globals())  # exercises: WORLD4RL_ANSWERS=your_file.py swaps in your functions
 
 if __name__ == "__main__":
     common.run_main(main, Args)

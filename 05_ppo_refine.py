@@ -24,7 +24,8 @@ Stopping rule without real interaction: every `--eval-every` iterations the mean
 policy is scored in imagination from *held-out* start frames with fixed sampling noise;
 the kept `refined.pt` is the best of these, BC included as iteration 0, and a refined policy
 replaces BC only if it beats BC's score by `--min-improvement`: refinement never keeps a
-policy that looks worse than BC in imagination.
+policy that looks worse than BC in imagination. (`--no-stopping-rule --std-cap 10` keeps the last
+iteration with the cap lifted: the exploitation lesson of TEACHING.md.)
 
 Reads runs/cpu/world_model.pt, <task>/reward.pt, <task>/bc.pt and data/cpu/<task>/ (start
 frames); writes `runs/cpu/<task>/ppo_seed<seed>/refined.pt`, `state.pt` (resume), `log.json`,
@@ -34,7 +35,7 @@ rule): docs/DEVIATIONS.md, "Refinement".
     python 05_ppo_refine.py --task button-press
         # BC policy in imagination (mean action, 128 held-out starts): 66.4% -- compare with ...
         # kept iteration 28 (held-out imagined success 99.2%); 183.5 imagined steps/s; ...
-        #                                          (~23 min on 2 cores with AMX; 32 iterations)
+        #                                          (~24 min on 2 cores with AMX; 32 iterations)
 """
 
 from __future__ import annotations
@@ -96,8 +97,11 @@ class Args:
     learning rate is raised (x1.5) after an update that moved less than half of it, cut after one that
     moved more than twice it"""
     init_std: float = 0.2
-    """exploration std at the start (the cap sigma <= 1 stays the upper bound); under a KL trust region
-    the mean can move further per update with a wider std, and 0.2 did not lower imagined success"""
+    """exploration std at the start (the cap sigma <= std_cap stays the upper bound); under a KL trust
+    region the mean can move further per update with a wider std, and 0.2 did not lower imagined success"""
+    std_cap: float = 1.0
+    """the cap sigma <= std_cap during refinement (the paper's: 1, so the policy explores near the data
+    the world model knows); a large value turns it off"""
     critic_warmup: int = 2
     """iterations in which only the critic learns"""
     eval_every: int = 4
@@ -106,6 +110,8 @@ class Args:
     """imagined episodes for that score"""
     min_improvement: float = 0.05
     """a refined policy replaces BC only if its held-out imagined success beats BC's by this much"""
+    stopping_rule: bool = True
+    """keep the best-scoring policy (BC included) as refined.pt; off (--no-stopping-rule): keep the last"""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """imagination, actor and critic in bf16, fp32, or auto (bf16 where fast; common.autocast)"""
     device: str = "auto"
@@ -360,6 +366,7 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
     horizon = args.horizon or int(meta["max_steps"])
     train_starts = start_frames(args.data_dir, args.task, "train")
     heldout_starts = start_frames(args.data_dir, args.task, "heldout")
+    pi.cfg.log_std_max = float(np.log(args.std_cap))  # saved with every refined checkpoint
     with torch.no_grad():
         pi.log_std.fill_(float(np.log(args.init_std)))
     critic = Critic(pi.cfg).to(device)
@@ -437,17 +444,24 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
             print(f"time budget of {args.max_minutes} min reached after iteration {it + 1}")
             break
     bar.close()
+    if not args.stopping_rule:  # no stopping rule: refinement hands back whatever it ended with
+        last = next((r["imagined_heldout_success"] for r in reversed(log["iterations"])
+                     if "imagined_heldout_success" in r), None)
+        best = {"iteration": len(log["iterations"]), "success_rate": last}
+        bc_mod.save_policy(out / "refined.pt", "ppo", pi, seed=args.seed, iteration=best["iteration"], imagined=last)
     total = time.time() - t_start
     timing.update(env.timing)
     log["best"] = best
     log["imagined_steps_per_s"] = steps_done / max(total, 1e-9)
     log["time_share"] = {k: v / max(total, 1e-9) for k, v in timing.items()}
-    print(f"kept iteration {best['iteration']} (held-out imagined success {best['success_rate']:.1%}); "
+    print(f"kept iteration {best['iteration']} (held-out imagined success {best['success_rate'] or 0:.1%}); "
           f"{log['imagined_steps_per_s']:.1f} imagined steps/s; time share "
           + ", ".join(f"{k} {v:.0%}" for k, v in log["time_share"].items()))
     common.atomic_write(out / "log.json", lambda f: f.write(json.dumps(log, indent=1)), binary=False)
     return log
 
+
+common.use_answers(globals())  # exercises: WORLD4RL_ANSWERS=your_file.py swaps in your functions
 
 if __name__ == "__main__":
     common.run_main(main, Args)

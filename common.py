@@ -4,8 +4,12 @@
   environment -- Meta-World, any gymnasium env that renders `rgb_array`, or a user's own
   robot loaded from a `module:factory` spec.
 - The episode dataset: one `.npz` file per episode plus a `meta.json` per data directory.
-- Checkpoints (atomic save, `weights_only=True` load, stage check), seeding, device choice,
-  one-line fatal errors, importing an earlier stage's module.
+- Frames as tensors (`to_float`, `to_uint8`) and the transition sampler (`Transitions`) that stages
+  2 and 4 train on; real-environment evaluation of a policy checkpoint (`evaluate_real`), which
+  stages 4, 5 and 6 share.
+- Checkpoints (atomic save, `weights_only=True` load, stage check, config dataclasses rebuilt from
+  them), seeding, device choice, the one precision switch (`autocast`), one-line fatal errors,
+  importing an earlier stage's module.
 
 Dataset format (a user with recorded robot demos can write it with `save_episode`):
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -151,6 +156,37 @@ def import_stage(name: str):
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     return importlib.import_module(name)
+
+
+# The functions a student may write (exercises/): with WORLD4RL_ANSWERS=my_file.py[,other.py] set,
+# a stage uses the ones these files define in place of its own (see TEACHING.md).
+ANSWERABLE = ("two_hot", "edm_scalings", "denoising_loss", "euler_step", "heun_step", "gaussian_nll",
+              "classifier_loss", "gae", "clipped_policy_loss")
+
+
+def use_answers(namespace: dict[str, Any]) -> list[str]:
+    """Replace a stage's functions by a student's, where WORLD4RL_ANSWERS names files that define them.
+
+    Called at the end of a stage module with its `globals()`; returns the names replaced. Only the
+    functions in `ANSWERABLE` are taken; a file that does not exist stops the run with one line."""
+    paths = [p for p in os.environ.get("WORLD4RL_ANSWERS", "").split(",") if p.strip()]
+    replaced = []
+    for p in paths:
+        path = Path(p.strip()).expanduser()
+        if not path.exists():  # at import time, outside run_main: say it in one line here
+            print(f"error: WORLD4RL_ANSWERS names {path}, which does not exist; give a .py file with your "
+                  f"functions", file=sys.stderr)
+            sys.exit(2)
+        spec = importlib.util.spec_from_file_location(f"answers_{path.stem}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        for name in ANSWERABLE:
+            if name in namespace and callable(getattr(mod, name, None)):
+                namespace[name] = getattr(mod, name)
+                replaced.append(name)
+                print(f"{Path(namespace.get('__file__', 'stage')).name}: using your {name} from {path}",
+                      file=sys.stderr)
+    return replaced
 
 
 # --------------------------------------------------------------------------------------

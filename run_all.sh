@@ -4,10 +4,11 @@
 # Each command is printed before it runs; at the CPU defaults they are the commands in the stage
 # scripts' docstrings. Every stage reuses what is on disk, so a rerun resumes where it stopped.
 #
-#   bash run_all.sh                             # CPU defaults (2 cores, ~35 min): button-press, 48x48, BC from 2 demos
+#   bash run_all.sh                             # CPU defaults (2 cores, ~40 min): button-press, 48x48, BC from 2 demos
 #   TASK=coffee-pull DEMOS=20 bash run_all.sh   # another Meta-World task (pick DEMOS so BC leaves room)
 #   PPO_SEEDS="0 1 2" bash run_all.sh           # several refinement seeds (06 compares them all with BC)
 #   CAM=topview bash run_all.sh                 # another Meta-World camera (data and runs get their own folders)
+#   PROFILE=class bash run_all.sh               # one class period (~12 min on 2 cores): every stage, smaller budgets
 #   PROFILE=gpu bash run_all.sh                 # one GPU: the same data, a wider world model on ~8x the samples,
 #                                               # 60 PPO iterations, 3 seeds (docs/RESULTS.md, "The GPU run")
 set -euo pipefail
@@ -19,44 +20,60 @@ DEMOS=${DEMOS:-2}
 PROFILE=${PROFILE:-cpu}
 SEED=${SEED:-0}
 CAM=${CAM:-corner}
-DATA=data/cpu  # both profiles share the data (48x48)
+DATA=data/cpu  # the CPU and GPU profiles share the data (48x48)
+COLLECT_FLAGS=""; BC_FLAGS=""; ROLLOUTS=150; RW_FLAGS=""; EVAL_FLAGS=""
 if [ "$PROFILE" = gpu ]; then
   RUNS=runs/gpu; PPO_SEEDS=${PPO_SEEDS:-"0 1 2"}
   WM_FLAGS="--channels 32 64 64 64 --steps 6000 --batch-size 128 --device cuda"; PPO_FLAGS="--iterations 60 --device cuda"
   DEV="--device cuda"
-else  # the stage scripts' defaults are this profile
+elif [ "$PROFILE" = class ]; then  # every stage on real Meta-World within a class period; refinement is short
+  DATA=data/class; RUNS=runs/class; PPO_SEEDS=${PPO_SEEDS:-0}; DEV=""
+  COLLECT_FLAGS="--scale 0.5"; BC_FLAGS="--steps 1000 --eval-episodes 20"; ROLLOUTS=50
+  WM_FLAGS="--steps 1200"; RW_FLAGS="--steps 1000"
+  PPO_FLAGS="--num-envs 128 --iterations 12 --eval-episodes 64"; EVAL_FLAGS="--episodes 30 --imagined-episodes 30"
+elif [ "$PROFILE" = cpu ]; then  # the stage scripts' defaults are this profile
   RUNS=runs/cpu; PPO_SEEDS=${PPO_SEEDS:-0}; WM_FLAGS=""; PPO_FLAGS=""; DEV=""
+else
+  echo "error: PROFILE must be cpu, class or gpu, not '$PROFILE'" >&2; exit 2
 fi
 [ "$CAM" = corner ] || { DATA=$DATA-$CAM; RUNS=$RUNS-$CAM; }
 # Flags only where they differ from the defaults, so the CPU commands read as the docstrings do.
 D=""; R=""; C=""; S=""
-[ "$DATA" = data/cpu ] || D="--data-dir $DATA"
+[ "$DATA" = data/cpu ] || D="--data-dir $DATA"  # (the class profile has its own data: a smaller recipe)
 [ "$RUNS" = runs/cpu ] || R="--run-dir $RUNS"
 [ "$CAM" = corner ] || C="--camera $CAM"
 [ "$SEED" = 0 ] || S="--seed $SEED"
 log() { echo "[$(date +%H:%M:%S)] $*"; }
+look() { echo "  -> look at: $*"; }  # what each stage's output means
 run() { echo "+ $*"; "$@"; }
 T0=$(date +%s)
 stamp() { echo "$1 $(( $(date +%s) - T0 ))s" >> "$RUNS/stage_times.txt"; }
 mkdir -p "$RUNS"; : > "$RUNS/stage_times.txt"
 # shellcheck disable=SC2086  # the flag variables are meant to split into words
 {
-log "01 collect"; run python 01_collect.py --tasks "$TASK" $D $C $S; stamp 01_collect
-log "04 bc"; [ -f "$RUNS/$TASK/bc_eval.json" ] || run python 04_bc.py --task "$TASK" --num-demos "$DEMOS" $D $R $DEV $S
+log "01 collect"; run python 01_collect.py --tasks "$TASK" $COLLECT_FLAGS $D $C $S; stamp 01_collect
+look "the share of successful episodes per source: experts succeed, noisy experts sometimes, random never"
+log "04 bc"; [ -f "$RUNS/$TASK/bc_eval.json" ] || run python 04_bc.py --task "$TASK" --num-demos "$DEMOS" $BC_FLAGS $D $R $DEV $S
 stamp 04_bc
+look "BC real success: the starting policy, from $DEMOS demonstrations; refinement has to beat it"
 # The paper's data recipe: the world model and the classifier also see rollouts of the imitation
 # policy, so they know the states (and failures) of the policy being refined.
 log "01 collect policy rollouts"
-run python 01_collect.py --tasks "$TASK" --policy "$RUNS/$TASK/bc.pt" --num-policy 150 $D $C $S; stamp 01_collect_policy
+run python 01_collect.py --tasks "$TASK" --policy "$RUNS/$TASK/bc.pt" --num-policy $ROLLOUTS $COLLECT_FLAGS $D $C $S
+stamp 01_collect_policy
 log "02 world model"  # resumes, or returns at once if already trained and evaluated
 run python 02_world_model.py --tasks "$TASK" $D $R $WM_FLAGS $S; stamp 02_world_model
-log "03 reward"; [ -f "$RUNS/$TASK/reward_metrics.json" ] || run python 03_reward.py --task "$TASK" $D $R $DEV $S
+look "PSNR of the model against copy-last-frame: imagination must beat doing nothing; the video $RUNS/world_model_eval/*.mp4"
+log "03 reward"; [ -f "$RUNS/$TASK/reward_metrics.json" ] || run python 03_reward.py --task "$TASK" $RW_FLAGS $D $R $DEV $S
 stamp 03_reward
+look "held-out F1, and the per-step agreement on imagined frames: the reward must work on frames the world model makes"
 for P in $PPO_SEEDS; do
   SP=""; [ "$P" = 0 ] || SP="--seed $P"
   log "05 ppo (seed $P)"; [ -f "$RUNS/$TASK/ppo_seed$P/log.json" ] || run python 05_ppo_refine.py --task "$TASK" $D $R $PPO_FLAGS $SP
   stamp "05_ppo_refine_seed$P"
 done
-log "06 eval"; run python 06_eval.py --task "$TASK" $D $R $DEV; stamp 06_eval
+look "BC's imagined success against its real one (the gap), then imagined success rising; which iteration is kept"
+log "06 eval"; run python 06_eval.py --task "$TASK" $EVAL_FLAGS $D $R $DEV; stamp 06_eval
+look "real success of BC and refined on the same seeds, and the per-start table: where do imagination and reality disagree?"
 }
 log "done: $RUNS/$TASK/eval/results.md"; cat "$RUNS/stage_times.txt"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The reward classifier (stage 3) of each task of `six`, each at the setting that measured
-# F1 >= 0.95 on its held-out episodes (README, "Six tasks: reward classifier"):
+# F1 >= 0.95 on its held-out episodes (docs/RESULTS.md, "Six tasks"):
 #
 #   lever-pull, soccer, button-press, drawer-close   the default data (48x48, corner camera), 6,000 steps
 #   door-lock                                        twice the default data, 6,000 steps
@@ -10,7 +10,7 @@
 #
 #   bash benchmarks/classifier_six.sh        # ~10 min per task on 2 CPU cores; table at the end
 #
-# The README's numbers for lever-pull ... drawer-close came from data/cpu, where button-press and
+# The numbers in docs/RESULTS.md for lever-pull ... drawer-close came from data/cpu, where button-press and
 # coffee-pull also hold 150 BC rollouts (run_all.sh collects them); this script collects only the
 # 50/150/30 recipe, so a from-scratch button-press row can differ a little.
 set -euo pipefail
@@ -51,7 +51,7 @@ print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for t in tasks:
     r = json.loads((runs / t / "reward_metrics.json").read_text())
     h, src = r["heldout"], r.get("heldout_by_source", {})
-    by = ", ".join(f"{k} {v['episodes']}" for k, v in src.items()) or "not recorded (run before session 6)"
+    by = ", ".join(f"{k} {v['episodes']}" for k, v in src.items()) or "not recorded"
     plain = f"{f1([v for k, v in src.items() if k != 'decoy']):.3f}" if "decoy" in src else "-"
     print(f"| {t} | {by} | {h['frames']} ({h['positives']}) | {h['precision']:.3f} | {h['recall']:.3f} "
           f"| {h['f1']:.3f} | {plain} | {r['threshold']:.2f} |")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# More compute for stages 2 and 5, same everything else: the README's "GPU run" section.
+# More compute for stages 2 and 5, same everything else: docs/RESULTS.md, "The GPU run".
 #
 # Takes the CPU pipeline's data and its BC policy and reward classifier as they are, and on one GPU
 #   - trains the world model of the CPU configuration (same U-Net, same 48x48 data) for WM_MIN
@@ -25,12 +25,12 @@ for f in bc.pt reward.pt bc_eval.json reward_metrics.json; do
 done
 python -c "import torch; print('torch', torch.__version__, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
 echo "[$(date +%T)] 02 world model, $WM_MIN min, batch $BATCH"
-python 02_world_model.py --tasks "$TASK" --data-dir "$DATA" --run-dir "$RUN" --steps 1000000 --channels 32 64 64 64 \
+python 02_world_model.py --tasks "$TASK" --data-dir "$DATA" --run-dir "$RUN" --steps 1000000 --channels 32 64 64 64 --precision fp32 \
   --max-minutes "$WM_MIN" --batch-size "$BATCH" --device "$DEV"
 for S in $SEEDS; do
   echo "[$(date +%T)] 05 ppo seed $S, $PPO_MIN min, $ENVS envs"
   python 05_ppo_refine.py --task "$TASK" --data-dir "$DATA" --run-dir "$RUN" --num-envs "$ENVS" \
     --iterations 1000 --max-minutes "$PPO_MIN" --eval-every 4 --eval-episodes "$EVAL_EPISODES" \
-    --device "$DEV" --seed "$S"
+    --init-std 0.1 --precision fp32 --device "$DEV" --seed "$S"
 done
 echo "[$(date +%T)] done: now python 06_eval.py --task $TASK --data-dir $DATA --run-dir $RUN"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The six-task suite with GPU compute for stages 2 and 5: the README's "Six tasks" section.
+# The six-task suite with GPU compute for stages 2 and 5: docs/RESULTS.md, "Six tasks".
 #
 # Takes a stage-1 dataset of the six tasks and, per task, the BC policy and reward classifier of
 # benchmarks/six_tasks.sh (stages 3 and 4, CPU), and on one GPU
@@ -24,8 +24,8 @@ SRC=${SRC:-runs/six}                   # <task>/bc.pt and <task>/reward.pt from 
 RUN=${1:-runs/gpu_six}
 DEV=${DEV:-cuda}
 TASKS=${TASKS:-"coffee-pull lever-pull soccer door-lock button-press drawer-close"}
-WM_MIN=${WM_MIN:-4}; BATCH=${BATCH:-256}     # the measured run (README)
-DEFAULT_STEPS=${DEFAULT_STEPS:-4000}  # 02_world_model.py's default --steps
+WM_MIN=${WM_MIN:-4}; BATCH=${BATCH:-256}     # the measured run (docs/RESULTS.md)
+DEFAULT_STEPS=${DEFAULT_STEPS:-4000}  # the measured ablation: 4,000 steps of 32
 PPO_MIN=${PPO_MIN:-2}; ENVS=${ENVS:-256}; EVAL_EPISODES=${EVAL_EPISODES:-128}; SEED=${SEED:-0}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} TQDM_MININTERVAL=${TQDM_MININTERVAL:-20}
 mkdir -p "$RUN"
@@ -37,13 +37,13 @@ for T in $TASKS; do
 done
 python -c "import torch; print('torch', torch.__version__, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
 echo "[$(date +%T)] phase 1: three world models on the six tasks"
-python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --steps 1000000 --channels 32 64 64 64 \
+python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --steps 1000000 --channels 32 64 64 64 --precision fp32 \
   --max-minutes "$WM_MIN" --batch-size "$BATCH" --device "$DEV" > "$RUN/log_wm_gpu.txt" 2>&1 &
 P1=$!
-python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --out-name wm_twohot_default.pt --channels 32 64 64 64 \
+python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --out-name wm_twohot_default.pt --channels 32 64 64 64 --precision fp32 \
   --steps "$DEFAULT_STEPS" --device "$DEV" > "$RUN/log_wm_twohot_default.txt" 2>&1 &
 P2=$!
-python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --out-name wm_onehot_default.pt --channels 32 64 64 64 \
+python 02_world_model.py --tasks six --data-dir "$DATA" --run-dir "$RUN" --out-name wm_onehot_default.pt --channels 32 64 64 64 --precision fp32 \
   --steps "$DEFAULT_STEPS" --action-encoding one-hot --device "$DEV" > "$RUN/log_wm_onehot_default.txt" 2>&1 &
 P3=$!
 wait $P1  # phase 2 needs only world_model.pt; the default-config models may still be training
@@ -52,7 +52,7 @@ PIDS=""
 for T in $TASKS; do
   python 05_ppo_refine.py --task "$T" --data-dir "$DATA" --run-dir "$RUN" --num-envs "$ENVS" \
     --iterations 1000 --max-minutes "$PPO_MIN" --eval-every 4 --eval-episodes "$EVAL_EPISODES" \
-    --device "$DEV" --seed "$SEED" > "$RUN/log_ppo_$T.txt" 2>&1 &
+    --init-std 0.1 --precision fp32 --device "$DEV" --seed "$SEED" > "$RUN/log_ppo_$T.txt" 2>&1 &
   PIDS="$PIDS $!"
 done
 FAIL=0

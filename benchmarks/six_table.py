@@ -27,7 +27,7 @@ class Args:
     tasks: list[str] = dataclasses.field(default_factory=lambda: ["six"])
     """tasks, one row each (suites allowed)"""
     f1_target: float = 0.95
-    """the classifier's F1 target (issue 4); rows below it are marked"""
+    """the classifier's F1 target; rows below it are marked"""
     refine_run_dir: Path | None = None
     """where 05_ppo_refine.py and 06_eval.py wrote <task>/ppo_seed*/log.json and <task>/eval/results.json"""
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stages 1, 3 and 4 on each task of the paper's `six` suite: the reward classifier's held-out
-# metrics and the BC policy's real success, one row per task (the README's "Six tasks" table).
+# metrics and the BC policy's real success, one row per task (docs/RESULTS.md, "Six tasks").
 #
 #   bash benchmarks/six_tasks.sh                  # CPU: 48x48, ~6 min per task on 2 cores
 #   DEMOS=20 EPISODES=100 bash benchmarks/six_tasks.sh

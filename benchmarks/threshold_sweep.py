@@ -1,4 +1,4 @@
-"""How the reward classifier's threshold moves imagined success (issue 7's gap), for one policy.
+"""How the reward classifier's threshold moves imagined success, for one policy.
 
 A policy's imagined trajectory does not depend on the threshold (the policy acts on frames; the
 threshold only decides where an episode would end), so the policy is rolled out once for the whole

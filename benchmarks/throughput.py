@@ -53,7 +53,7 @@ class Args:
     device: str = "auto"
     """device for the models"""
     old_channels: tuple[int, ...] = (32, 64, 64, 64)
-    """U-Net channels of the old path (the earlier default world model)"""
+    """U-Net channels of the old path (the GPU profile's wider U-Net, run in fp32)"""
     out: Path | None = None
     """write the numbers as JSON here"""
 
@@ -192,7 +192,7 @@ def imagination(args: Args) -> dict:
     print(f"matmul 2048x2048: fp32 {out['matmul_gflops_fp32']:.0f} GFLOP/s, bf16 {out['matmul_gflops_bf16']:.0f} "
           f"GFLOP/s ({out['matmul_gflops_bf16'] / out['matmul_gflops_fp32']:.1f}x)")
 
-    # The old path: the earlier default U-Net in fp32, 32 envs in one call.
+    # The old path: the wider U-Net in fp32, 32 envs in one call.
     old_cfg = dataclasses.replace(wm.cfg, channels=tuple(args.old_channels))
     old_wm = wm_mod.WorldModel(wm_mod.Denoiser(old_cfg), device, "fp32")
     old_wm.chunk = 1 << 30

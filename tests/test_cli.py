@@ -19,7 +19,12 @@ def help_flags(script: str) -> tuple[set[str], str]:
     r = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120,
                        env=env)
     assert r.returncode == 0, r.stderr
-    return set(re.findall(r"^[\s│]*(--[a-z][a-z0-9-]*)", r.stdout, flags=re.M)), r.stdout
+    flags = set()
+    for line in r.stdout.splitlines():
+        head = line.strip(" │")
+        if head.startswith("--"):  # a flag line: "--name {choices}" or "--flag, --no-flag"
+            flags |= set(re.findall(r"--[a-z][a-z0-9-]*", head.split("  ")[0]))
+    return flags, r.stdout
 
 
 def expected_flags(args_cls) -> set[str]:

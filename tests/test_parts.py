@@ -120,5 +120,23 @@ def test_loss_on_F_is_edm_weighted_loss_on_D():
     _, c_out, _, _ = wm_mod.edm_scalings(sigma, 0.5)
     lam = 1 / c_out**2
     loss_D = (lam * (D(x_noisy, sigma, frames, actions, mask) - x0).pow(2).flatten(1).mean(1)).mean()
-    assert float(loss_F) == pytest.approx(float(loss_D), rel=1e-4)
+    assert float(loss_F.detach()) == pytest.approx(float(loss_D.detach()), rel=1e-4)
     assert float(loss_F) > 0.01  # not a trivial zero
+
+
+def test_value_loss_and_conditioning_noise_and_ema():
+    v, R = torch.tensor([0.0, 1.0, 3.0]), torch.tensor([1.0, 1.0, 1.0])
+    assert float(ppo.value_loss(v, R)) == pytest.approx(0.5 * (1 + 0 + 4) / 3)  # 1/2 (V - R)^2, averaged
+    frames = torch.zeros(64, 4, 3, 8, 8)
+    torch.manual_seed(0)
+    noisy = wm_mod.noisy_history(frames, 0.1)
+    per_sample_std = noisy.flatten(1).std(1)  # one noise level s ~ U(0, 0.1) per sample, shared by its T frames
+    assert per_sample_std.max() < 0.1 * 1.1 and per_sample_std.min() < 0.02 and per_sample_std.mean() > 0.03
+    assert torch.equal(wm_mod.noisy_history(frames, 0.0), frames)
+    ema, model = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        ema.weight.fill_(0.0), model.weight.fill_(1.0)
+    wm_mod.ema_update(ema, model, step=0, decay=0.999)  # warm-up: decay' = min(0.999, 1/10) = 0.1
+    assert float(ema.weight) == pytest.approx(0.9)
+    wm_mod.ema_update(ema, model, step=10_000, decay=0.999)  # past the warm-up: 0.999
+    assert float(ema.weight) == pytest.approx(0.9 + 0.1 * 0.001)

@@ -72,8 +72,10 @@ def test_all_six_stages(tmp_path, monkeypatch):
     assert rows[0][1].startswith("4/4") and rows[2][1].startswith("0/4")  # p > 0 always fires, p > 1 never
     # a time budget stops PPO after the iteration that passes it, and that iteration is still scored
     log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=50, critic_warmup=1,
-                            eval_every=10, eval_episodes=4, max_minutes=1e-6, seed=1))
+                            eval_every=10, eval_episodes=4, max_minutes=1e-6, seed=1),
+                   after_iteration=lambda it, pi, row: row.update(hook=(it, pi.cfg.frame_stack)))
     assert len(log["iterations"]) == 1 and "imagined_heldout_success" in log["iterations"][0]
+    assert log["iterations"][0]["hook"] == (1, 2)  # the hook saw iteration 1 and the policy
     assert (t / "ppo_seed1" / "log.json").exists()
     # the stopping rule: the kept policy is the best held-out imagined score, and only if it beats BC's
     # by min_improvement (0.05); otherwise refined.pt holds BC's own weights (scores scripted here)
@@ -90,6 +92,13 @@ def test_all_six_stages(tmp_path, monkeypatch):
         same_as_bc = all(torch.equal(ck["policy"][k], v) for k, v in bc_state.items() if k != "log_std")  # mean action
         assert same_as_bc == (kept == 0)
     monkeypatch.undo()
+    # no stopping rule and another std cap: refined.pt is the last iteration, with the cap in its config
+    log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=3, critic_warmup=0,
+                            eval_every=2, eval_episodes=4, stopping_rule=False, std_cap=2.0, seed=4))
+    ck = common.load_checkpoint(t / "ppo_seed4" / "refined.pt", "ppo")
+    assert ck["iteration"] == 3 and log["best"]["iteration"] == 3
+    assert ck["config"]["log_std_max"] == pytest.approx(np.log(2.0))
+    assert log["best"]["success_rate"] == log["iterations"][-1]["imagined_heldout_success"]
     # a second run of stage 2 returns at once with the saved report instead of retraining
     again = wm_mod.main(wm_mod.Args(tasks=[TINY], data_dir=d, run_dir=r, history=2, channels=(8, 16), cond_dim=32,
                                     steps=30, eval_horizon=4))
