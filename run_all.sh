@@ -8,7 +8,7 @@
 #   TASK=coffee-pull DEMOS=20 bash run_all.sh   # another Meta-World task (pick DEMOS so BC leaves room)
 #   PPO_SEEDS="0 1 2" bash run_all.sh           # several refinement seeds (06 compares them all with BC)
 #   CAM=topview bash run_all.sh                 # another Meta-World camera (data and runs get their own folders)
-#   PROFILE=class bash run_all.sh               # one class period (~12 min on 2 cores): every stage, smaller budgets
+#   PROFILE=class bash run_all.sh               # one class period (~15 min on 2 cores): every stage, smaller budgets
 #   PROFILE=gpu bash run_all.sh                 # one GPU: the same data, a wider world model on ~8x the samples,
 #                                               # 60 PPO iterations, 3 seeds (docs/RESULTS.md, "The GPU run")
 set -euo pipefail
@@ -28,7 +28,7 @@ if [ "$PROFILE" = gpu ]; then
   DEV="--device cuda"
 elif [ "$PROFILE" = class ]; then  # every stage on real Meta-World within a class period; refinement is short
   DATA=data/class; RUNS=runs/class; PPO_SEEDS=${PPO_SEEDS:-0}; DEV=""
-  COLLECT_FLAGS="--scale 0.5"; BC_FLAGS="--steps 1000 --eval-episodes 20"; ROLLOUTS=50
+  BC_FLAGS="--eval-episodes 20"; ROLLOUTS=50  # the default data and BC: the same starting policy
   WM_FLAGS="--steps 1200"; RW_FLAGS="--steps 1000"
   PPO_FLAGS="--num-envs 128 --iterations 12 --eval-episodes 64"; EVAL_FLAGS="--episodes 30 --imagined-episodes 30"
 elif [ "$PROFILE" = cpu ]; then  # the stage scripts' defaults are this profile
@@ -39,7 +39,7 @@ fi
 [ "$CAM" = corner ] || { DATA=$DATA-$CAM; RUNS=$RUNS-$CAM; }
 # Flags only where they differ from the defaults, so the CPU commands read as the docstrings do.
 D=""; R=""; C=""; S=""
-[ "$DATA" = data/cpu ] || D="--data-dir $DATA"  # (the class profile has its own data: a smaller recipe)
+[ "$DATA" = data/cpu ] || D="--data-dir $DATA"  # (the class profile has its own: 50 BC rollouts)
 [ "$RUNS" = runs/cpu ] || R="--run-dir $RUNS"
 [ "$CAM" = corner ] || C="--camera $CAM"
 [ "$SEED" = 0 ] || S="--seed $SEED"
