@@ -129,3 +129,17 @@ def test_six_table_refined_rows_from_eval_files(tmp_path, monkeypatch):
     assert rows[-2] == ("| soccer | ppo_seed0/refined | 66% -> 91% (it. 20) | 12/100 (7%-20%) | 30/100 (22%-40%) "
                         "| +18 | better, intervals disjoint |")
     assert rows[-1].startswith("| lever-pull | not evaluated |")
+
+
+def test_persistence_sweep_counts_runs_of_k_frames(monkeypatch):
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("persistence_sweep", common.REPO / "benchmarks" / "persistence_sweep.py")
+    ps = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "persistence_sweep", ps)
+    spec.loader.exec_module(ps)
+    fires = np.array([[1, 1, 0, 1], [0, 1, 0, 1], [1, 1, 0, 0], [1, 0, 1, 1]], dtype=bool)  # (steps, episodes)
+    assert ps.persistent_success(fires, 1).tolist() == [True, True, True, True]
+    assert ps.persistent_success(fires, 2).tolist() == [True, True, False, True]  # episode 0: frames 2-3
+    assert ps.persistent_success(fires, 3).tolist() == [False, True, False, False]

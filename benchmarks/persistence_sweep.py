@@ -1,0 +1,111 @@
+"""Does a success that must persist for k imagined frames read refined policies more honestly?
+
+A conservative reward for refinement: call an imagined episode a success only when the classifier
+fires on k consecutive imagined frames, not on one. This measures, before any PPO run with such a
+reward, how far it would move imagined success towards real success, for BC and refined policies,
+on fresh paired starts: real episode i (seeded) and imagined episode i start from the same frame.
+Each policy is rolled out once in imagination for the whole horizon (the classifier's probability
+kept for every frame, as `threshold_sweep.py` does), and each k is read off afterwards.
+
+    python benchmarks/persistence_sweep.py --task button-press --episodes 200 --seed-offset 50000 \
+        --policies runs/cpu/button-press/bc.pt runs/cpu/button-press/ppo_seed0/refined.pt
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402
+
+wm_mod = common.import_stage("02_world_model")
+reward_mod = common.import_stage("03_reward")
+bc_mod = common.import_stage("04_bc")
+ppo_mod = common.import_stage("05_ppo_refine")
+
+
+@dataclasses.dataclass
+class Args:
+    task: str = "button-press"
+    """the task"""
+    run_dir: Path = Path("runs/cpu")
+    """holds world_model.pt and <task>/reward.pt"""
+    policies: list[Path] = dataclasses.field(default_factory=list)
+    """policy checkpoints (default: <task>/bc.pt and every <task>/ppo_seed*/refined.pt)"""
+    episodes: int = 200
+    """paired episodes per policy"""
+    seed_offset: int = 50_000
+    """evaluation seeds common.eval_seeds(episodes, seed_offset): 06 uses offset 0, ppo_real_curve 10,000"""
+    persist: tuple[int, ...] = (1, 2, 3, 4)
+    """k: consecutive imagined frames the classifier must fire on"""
+    workers: int = 2
+    """processes for the real episodes"""
+    out: Path | None = None
+    """also write the table and the numbers here (.md and .json)"""
+    device: str = "auto"
+    """`auto`, `cpu` or `cuda`"""
+
+
+def persistent_success(fires: np.ndarray, k: int) -> np.ndarray:
+    """fires (steps, N) bool -> (N,) bool: some run of k consecutive True frames within the horizon."""
+    run = np.zeros(fires.shape[1], dtype=int)
+    hit = np.zeros(fires.shape[1], dtype=bool)
+    for f in fires:
+        run = np.where(f, run + 1, 0)
+        hit |= run >= k
+    return hit
+
+
+def main(args: Args) -> dict:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("threshold_sweep", Path(__file__).with_name("threshold_sweep.py"))
+    ts = importlib.util.module_from_spec(spec)
+    sys.modules["threshold_sweep"] = ts
+    spec.loader.exec_module(ts)
+    device = common.pick_device(args.device)
+    task_dir = args.run_dir / common.task_slug(args.task)
+    policies = args.policies or [task_dir / "bc.pt", *sorted(task_dir.glob("ppo_seed*/refined.pt"))]
+    clf = reward_mod.load_reward(task_dir / "reward.pt").to(device).eval()
+    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task)
+    env_cfg = bc_mod.load_policy(policies[0]).cfg.env
+    seeds = common.eval_seeds(args.episodes, args.seed_offset)
+    starts = torch.from_numpy(common.real_start_frames(args.task, env_cfg, seeds))
+    horizon = int(env_cfg["max_steps"])
+    lines = [f"{args.task}: {args.episodes} paired starts (eval seeds from offset {args.seed_offset}), threshold "
+             f"{clf.cfg.threshold:.2f}; imagined success when the classifier fires on k consecutive frames", "",
+             "| policy | real | " + " | ".join(f"imagined, k={k} (gap; per-start agreement)" for k in args.persist) + " |",
+             "| --- | --- |" + " --- |" * len(args.persist)]
+    results = {}
+    for p in policies:
+        name = str(Path(p).relative_to(task_dir).with_suffix("")) if Path(p).is_relative_to(task_dir) else str(p)
+        real = common.evaluate_real(bc_mod.load_policy, p, args.task, env_cfg, seeds, args.workers, desc=f"real {name}")
+        r_ok = np.array([s is not None for s in real["steps_to_success"]])
+        rec = ts.Recorder(clf)
+        ppo_mod.imagined_success(bc_mod.load_policy(p).to(device), wm, rec, starts, args.episodes, horizon)
+        fires = torch.stack(rec.p).numpy() > clf.cfg.threshold  # (horizon, episodes)
+        row = {"real": int(r_ok.sum())}
+        cells = []
+        for k in args.persist:
+            i_ok = persistent_success(fires, k)
+            row[f"k={k}"] = {"imagined": int(i_ok.sum()), "agreement": float((i_ok == r_ok).mean())}
+            cells.append(f"{int(i_ok.sum())} ({(i_ok.sum() - r_ok.sum()) * 100 / args.episodes:+.0f}; "
+                         f"{(i_ok == r_ok).mean():.0%})")
+        results[name] = row
+        lines.append(f"| {name} | {int(r_ok.sum())}/{args.episodes} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        common.atomic_write(args.out.with_suffix(".md"), lambda f: f.write(text + "\n"), binary=False)
+        common.atomic_write(args.out.with_suffix(".json"), lambda f: f.write(json.dumps(results, indent=1)), binary=False)
+    return results
+
+
+if __name__ == "__main__":
+    common.run_main(main, Args)
