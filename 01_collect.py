@@ -8,7 +8,8 @@ rollouts. This script collects that recipe through an env adapter (`common.make_
 - `noisy`:  the expert with Gaussian action noise at several levels -- a mix of successes
             and failures that stands in for imitation-policy rollouts until a policy exists.
 - `random`: uniform random actions.
-- `policy`: rollouts of a stage-4 imitation policy (`--policy runs/cpu/<task>/bc.pt`). This is
+- `policy`: rollouts of the stage-4 imitation policy (`--policy runs/cpu/<task>/bc.pt`; a refined one of
+            stage 5 works too: the paper's recipe one round later, docs/RESULTS.md). This is
             the one place where an earlier stage loads a later one's output: the paper's recipe
             needs the imitation policy, which needs expert data first. So the main command runs
             01 (expert, noisy, random), 04, then 01 again with `--policy`.
@@ -57,9 +58,11 @@ class Args:
     noise_levels: tuple[float, ...] = (0.3, 0.5, 0.7, 1.0)
     """std of the Gaussian action noise of the noisy expert, cycled over its episodes"""
     policy: Path | None = None
-    """a stage-4 BC checkpoint: collect `num_policy` rollouts of it, labelled `policy`"""
+    """a policy checkpoint (stage 4, or a refined one of stage 5): collect `num_policy` rollouts of it,
+    labelled `policy`"""
     num_policy: int = 150
-    """imitation-policy rollouts per task when --policy is given (paper: 150)"""
+    """policy rollouts per task when --policy is given (paper: 150); those on disk count, so
+    `--num-policy 300` after 150 BC rollouts adds 150 of another policy"""
     resolution: int = 48
     """frame height and width in pixels"""
     camera: str = "corner"
@@ -159,7 +162,7 @@ def main(args: Args) -> dict:
         common.fail(f"tasks {tasks} have different action dimensions {dims}; collect them in separate --data-dir")
     common.write_meta(args.data_dir, {**dataclasses.asdict(cfg), "action_dim": dims.pop()})
     if args.policy is not None:
-        common.load_checkpoint(args.policy, "bc", "04_bc.py")  # clear error before spawning workers
+        common.load_checkpoint(args.policy, ("bc", "ppo"), "04_bc.py or 05_ppo_refine.py")  # clear error before spawning workers
     for p in Path(args.data_dir).glob("*/*.npz.tmp"):
         p.unlink()  # half-written episodes of an interrupted run
     jobs = plan_jobs(args, tasks)

@@ -109,6 +109,10 @@ def test_all_six_stages(tmp_path, monkeypatch):
         raise AssertionError("a world model of another task was accepted")
     except common.UserError as e:
         assert "not on 'button-press'" in str(e)
+    # stage 1 collects rollouts of a refined policy too (the paper's recipe, one round later)
+    collect.main(collect.Args(tasks=[TINY], data_dir=d, policy=t / "ppo_seed0" / "refined.pt", num_policy=2,
+                              resolution=16, action_repeat=1, max_steps=10, workers=1))
+    assert len(common.list_episodes(d, [TINY], sources=("policy",))) == 2
     # a checkpoint from another stage is refused with a clear message
     try:
         bc_mod.load_policy(t / "reward.pt")
