@@ -28,6 +28,7 @@ wm_mod = common.import_stage("02_world_model")
 reward_mod = common.import_stage("03_reward")
 bc_mod = common.import_stage("04_bc")
 ppo_mod = common.import_stage("05_ppo_refine")
+eval_mod = common.import_stage("06_eval")
 
 
 @dataclasses.dataclass
@@ -84,7 +85,7 @@ def main(args: Args) -> dict:
              "| --- | --- |" + " --- |" * len(args.persist)]
     results = {}
     for p in policies:
-        name = str(Path(p).relative_to(task_dir).with_suffix("")) if Path(p).is_relative_to(task_dir) else str(p)
+        name = eval_mod.label(p, task_dir)
         real = common.evaluate_real(bc_mod.load_policy, p, args.task, env_cfg, seeds, args.workers, desc=f"real {name}")
         r_ok = np.array([s is not None for s in real["steps_to_success"]])
         rec = ts.Recorder(clf)
