@@ -24,6 +24,9 @@ conditioning frames, EMA, the small U-Net): docs/DEVIATIONS.md, "World model".
         #                                                  (~10 min on 2 cores with AMX; 3,200 steps)
     python 02_world_model.py --tasks button-press --action-encoding one-hot --out-name world_model_onehot.pt
         # the paper's ablation; 06_eval.py then reports both models' fidelity
+    torchrun --standalone --nproc_per_node 4 02_world_model.py --tasks six --device cuda
+        # data-parallel (the paper trained on 4 GPUs): DDP averages gradients, each process draws its
+        # own batches (so a step sees 4 x --batch-size), rank 0 writes; NCCL on GPUs, gloo on CPUs
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import common
@@ -78,7 +82,7 @@ class Args:
     max_minutes: float = 0.0
     """stop training after this many minutes (0: no time limit); resume continues the step count"""
     batch_size: int = 32
-    """samples per step"""
+    """samples per step (per process under torchrun: a step then sees N x batch_size)"""
     lr: float = 3e-4
     """AdamW learning rate"""
     ema_decay: float = 0.999
@@ -89,6 +93,8 @@ class Args:
     """first-order Euler, or Heun (second order, ~2x the denoiser calls); docs/DEVIATIONS.md"""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """bf16 autocast, fp32, or auto (bf16 where the hardware runs it fast); training and sampling"""
+    compile: bool = False
+    """torch.compile the training step's network (needs a C++ compiler on a CPU; the first steps compile)"""
     eval_horizon: int = 16
     """H, open-loop steps of the fidelity evaluation"""
     ckpt_every: int = 500
@@ -333,6 +339,18 @@ def ema_update(ema: nn.Module, model: nn.Module, step: int, decay: float) -> Non
         pe.lerp_(p, 1 - d)
 
 
+class DenoisingLoss(nn.Module):
+    """Eq. 7 as a module. DistributedDataParallel averages across processes the gradients of what runs
+    in the forward of the module it wraps, so under torchrun it wraps the loss, not D alone."""
+
+    def __init__(self, D: Denoiser, p_mean: float, p_std: float):
+        super().__init__()
+        self.D, self.p_mean, self.p_std = D, p_mean, p_std
+
+    def forward(self, x0: torch.Tensor, frames: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.D.loss(x0, frames, actions, mask, self.p_mean, self.p_std)
+
+
 # --- 6. The imagination API used by later stages -----------------------------------------
 class WorldModel:
     """A frozen denoiser plus rolling histories: N imagined environments stepped in one call."""
@@ -452,8 +470,11 @@ def write_video(path: Path, real: torch.Tensor, imagined: torch.Tensor, scale: i
 
 # --- 8. Training ------------------------------------------------------------------------
 def main(args: Args) -> dict:
+    """Train alone (`python 02_world_model.py`) or data-parallel (`torchrun --nproc_per_node N
+    02_world_model.py`: each process its own batches, gradients averaged by DDP, rank 0 writes)."""
     common.seed_everything(args.seed)
-    device = common.pick_device(args.device)
+    rank, world, device = common.init_distributed(args.device)
+    lead = rank == 0  # the one process that prints, logs, checkpoints and evaluates
     meta = common.read_meta(args.data_dir)
     tasks = common.expand_tasks(args.tasks)
     train = Transitions(common.list_episodes(args.data_dir, tasks, split="train"), args.history)
@@ -477,53 +498,76 @@ def main(args: Args) -> dict:
         step = ck["step"]
         fidelity_path = args.run_dir / "world_model_eval" / f"{args.out_name.removesuffix('.pt')}_fidelity.json"
         if step >= args.steps and fidelity_path.exists():
-            print(f"{ckpt_path} is already trained to step {step} and evaluated; raise --steps to train on")
+            if lead:
+                print(f"{ckpt_path} is already trained to step {step} and evaluated; raise --steps to train on")
+            common.finish_distributed()
             return json.loads(fidelity_path.read_text())
-        print(f"resuming from {ckpt_path} at step {step}")
+        if lead:
+            print(f"resuming from {ckpt_path} at step {step}")
     n_params = sum(p.numel() for p in D.parameters())
-    print(f"world model: {n_params / 1e6:.2f} M parameters, {len(train.index)} training transitions, "
-          f"{len(heldout)} held-out episodes, device {device}")
+    if lead:
+        print(f"world model: {n_params / 1e6:.2f} M parameters, {len(train.index)} training transitions, "
+              f"{len(heldout)} held-out episodes, device {device}" + (f", {world} processes" if world > 1 else ""))
+    if rank:  # every rank starts from the same weights (and DDP broadcasts rank 0's), then draws its own noise
+        torch.manual_seed(common.stable_seed(args.seed, step, "rank", rank))
+    train_loss = DenoisingLoss(D, args.p_mean, args.p_std)
+    if world > 1:
+        train_loss = DistributedDataParallel(train_loss, device_ids=[device] if device.type == "cuda" else None)
+    train_loss = common.maybe_compile(train_loss, args.compile)
 
     def save() -> None:
-        common.save_checkpoint(ckpt_path, "world_model", config=dataclasses.asdict(cfg), model=D.state_dict(), ema=ema.state_dict(),
-                               opt=opt.state_dict(), step=step, seed=args.seed)
+        if lead:
+            common.save_checkpoint(ckpt_path, "world_model", config=dataclasses.asdict(cfg), model=D.state_dict(),
+                                   ema=ema.state_dict(), opt=opt.state_dict(), step=step, seed=args.seed)
 
-    writer = common.tensorboard_writer(args.run_dir / "tb" / args.out_name.removesuffix(".pt"), args)
-    gen = torch.Generator().manual_seed(args.seed + step)
-    t_start, samples = time.time(), 0
-    bar = tqdm(total=args.steps, initial=step, desc="world model", unit="step")
+    writer = common.tensorboard_writer(args.run_dir / "tb" / args.out_name.removesuffix(".pt"), args) if lead else None
+    gen = torch.Generator().manual_seed(args.seed + step + 1_000_003 * rank)  # each rank its own batches
+    t_start, samples, losses = time.time(), 0, []
+    bar = tqdm(total=args.steps, initial=step, desc="world model", unit="step", disable=not lead)
     while step < args.steps:
         frames, actions, mask, x0 = [b.to(device) for b in train.batch(args.batch_size, gen)]
         frames = noisy_history(frames, args.cond_noise_max)
         with common.autocast(device, args.precision):  # bf16 forward where fast; weights and Adam stay fp32
-            loss = D.loss(x0, frames, actions, mask, args.p_mean, args.p_std)
+            loss = train_loss(x0, frames, actions, mask)  # D.loss (Eq. 7); under DDP backward averages gradients
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(D.parameters(), 1.0)
         opt.step()
         ema_update(ema, D, step, args.ema_decay)
         step += 1
-        samples += args.batch_size
+        samples += args.batch_size * world
+        losses.append(loss.item())
         sps = samples / (time.time() - t_start)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{sps:.0f}", refresh=False)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", samples_per_s=f"{sps:.0f}", refresh=False)
         if writer and step % 20 == 0:
-            writer.add_scalar("losses/denoising", loss.item(), step)
+            writer.add_scalar("losses/denoising", losses[-1], step)
             writer.add_scalar("charts/samples_per_s", sps, step)
         if step % args.ckpt_every == 0:
             save()
-        if args.max_minutes and time.time() - t_start > args.max_minutes * 60:
-            print(f"time budget of {args.max_minutes} min reached at step {step}")
+        if args.max_minutes and common.rank0_decides(time.time() - t_start > args.max_minutes * 60, device):
+            if lead:
+                print(f"time budget of {args.max_minutes} min reached at step {step}")
             break
     bar.close()
     save()
     train_seconds = time.time() - t_start
+    rank_diff = common.max_rank_difference(D, ema)
+    if not lead:
+        common.finish_distributed()
+        return {}
 
     # Fidelity on held-out episodes, from the episode start and from mid-episode.
     wm = WorldModel(ema, device, args.precision)
     out_dir = args.run_dir / "world_model_eval"
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = {"step": step, "train_seconds": train_seconds, "samples_per_s": samples / max(train_seconds, 1e-9)}
+    n = max(1, min(50, len(losses) // 4))  # the training loss over this run's first and last steps
+    report = {"step": step, "train_seconds": train_seconds, "samples_per_s": samples / max(train_seconds, 1e-9),
+              "processes": world, "max_param_difference_across_processes": rank_diff,
+              "train_loss_first": float(np.mean(losses[:n])) if losses else None,
+              "train_loss_last": float(np.mean(losses[-n:])) if losses else None}
+    if world > 1:
+        print(f"{world} processes: parameters after training differ across processes by at most {rank_diff:.1e}")
     L = min(len(e["actions"]) for e in heldout)
     for t0 in sorted({0, max(0, min(L - args.eval_horizon, L // 2))}):
         r = evaluate_fidelity(wm, heldout, args.eval_horizon, t0)
@@ -535,6 +579,7 @@ def main(args: Args) -> dict:
     write_video(out_dir / f"{args.out_name.removesuffix('.pt')}_real_vs_imagined.mp4", real, imagined)
     common.atomic_write(out_dir / f"{args.out_name.removesuffix('.pt')}_fidelity.json",
                         lambda f: f.write(json.dumps(report, indent=1)), binary=False)
+    common.finish_distributed()
     return report
 
 

@@ -151,6 +151,74 @@ def autocast(device, precision: str = "auto"):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def maybe_compile(module, enabled: bool):
+    """`torch.compile` the module when asked (the other speed switch beside `autocast`): the same
+    module, traced into fused kernels on first use. It needs a C++ compiler on a CPU and pays off on
+    long runs only (the first steps compile)."""
+    import torch
+
+    return torch.compile(module) if enabled else module
+
+
+# --------------------------------------------------------------------------------------
+# Distributed training: `torchrun --nproc_per_node N <stage>.py ...`
+# --------------------------------------------------------------------------------------
+def init_distributed(device_name: str = "auto"):
+    """Under torchrun (which sets WORLD_SIZE, RANK, LOCAL_RANK and the rendezvous address), join the
+    process group and return (rank, world_size, device): NCCL with one GPU per process (LOCAL_RANK),
+    gloo on CPUs. Run alone, nothing to join: (0, 1, pick_device(device_name))."""
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(device_name)
+    if world == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
+
+
+def finish_distributed() -> None:
+    """Leave the process group, if one was joined."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank0_decides(flag: bool, device) -> bool:
+    """Rank 0's value of `flag` on every rank (a time budget must stop all ranks at the same step, or
+    the others wait forever in the next gradient all-reduce); alone, `flag` itself."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+
+def max_rank_difference(*modules) -> float:
+    """The largest |difference| between any rank's parameters and rank 0's (0.0 alone): DDP keeps
+    ranks in step by averaging gradients, so anything but 0 means the ranks trained different models."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return 0.0
+    flat = torch.cat([p.detach().float().flatten() for m in modules for p in m.parameters()])
+    ref = flat.clone()
+    dist.broadcast(ref, 0)
+    diff = (flat - ref).abs().max()
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff)
+
+
 def import_stage(name: str):
     """Import an earlier stage's module; stage files start with digits (e.g. `02_world_model`)."""
     if str(REPO) not in sys.path:

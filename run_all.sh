@@ -11,6 +11,9 @@
 #   PROFILE=class bash run_all.sh               # one class period (~15 min on 2 cores): every stage, smaller budgets
 #   PROFILE=gpu bash run_all.sh                 # one GPU: the same data, a wider world model on ~8x the samples,
 #                                               # 60 PPO iterations, 3 seeds (docs/RESULTS.md, "The GPU run")
+#   ROUNDS=2 bash run_all.sh                    # then a second round: real rollouts of the refined policy join
+#                                               # the data, the world model and classifier are trained again on
+#                                               # it, and PPO refines BC in them (~2x the time; docs/RESULTS.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 export MUJOCO_GL=${MUJOCO_GL:-egl}
@@ -20,6 +23,7 @@ DEMOS=${DEMOS:-2}
 PROFILE=${PROFILE:-cpu}
 SEED=${SEED:-0}
 CAM=${CAM:-corner}
+ROUNDS=${ROUNDS:-1}
 DATA=data/cpu  # the CPU and GPU profiles share the data (48x48)
 COLLECT_FLAGS=""; BC_FLAGS=""; ROLLOUTS=150; RW_FLAGS=""; EVAL_FLAGS=""
 if [ "$PROFILE" = gpu ]; then
@@ -36,6 +40,7 @@ elif [ "$PROFILE" = cpu ]; then  # the stage scripts' defaults are this profile
 else
   echo "error: PROFILE must be cpu, class or gpu, not '$PROFILE'" >&2; exit 2
 fi
+case "$ROUNDS" in [1-9]) ;; *) echo "error: ROUNDS must be a number from 1 to 9, not '$ROUNDS'" >&2; exit 2 ;; esac
 [ "$CAM" = corner ] || { DATA=$DATA-$CAM; RUNS=$RUNS-$CAM; }
 # Flags only where they differ from the defaults, so the CPU commands read as the docstrings do.
 D=""; R=""; C=""; S=""
@@ -75,5 +80,34 @@ done
 look "BC's imagined success against its real one (the gap), then imagined success rising; which iteration is kept"
 log "06 eval"; run python 06_eval.py --task "$TASK" $EVAL_FLAGS $D $R $DEV; stamp 06_eval
 look "real success of BC and refined on the same seeds, and the per-start table: where do imagination and reality disagree?"
+
+# Rounds 2, 3, ...: the refine -> collect -> retrain loop. A refined policy reaches states the data
+# never showed, where the classifier can be wrong and PPO exploits it (imagined success far above
+# real). Real rollouts of that policy, labelled by the simulator, join the data of the next round
+# (a copy: each round's data and checkpoints stay as they were); the world model and the classifier
+# are trained again on it, and PPO refines BC in them. Real steps happen only between rounds, as in
+# the paper's data collection; none during refinement.
+FIRST=${PPO_SEEDS%% *}; PREV_DATA=$DATA; PREV_RUNS=$RUNS
+for (( K = 2; K <= ROUNDS; K++ )); do
+  DK=$DATA-round$K; RK=$RUNS-round$K
+  [ -d "$DK" ] || { rm -rf "$DK.tmp"; cp -R "$PREV_DATA" "$DK.tmp"; mv "$DK.tmp" "$DK"; }
+  mkdir -p "$RK/$TASK"; cp "$RUNS/$TASK/bc.pt" "$RUNS/$TASK/bc_eval.json" "$RK/$TASK/"  # the same starting policy
+  log "round $K: 01 collect rollouts of the refined policy"  # those on disk count: $ROLLOUTS more
+  run python 01_collect.py --tasks "$TASK" --data-dir "$DK" --policy "$PREV_RUNS/$TASK/ppo_seed$FIRST/refined.pt" \
+    --num-policy $(( ROLLOUTS * K )) $COLLECT_FLAGS $C $S
+  log "round $K: 02 world model"; run python 02_world_model.py --tasks "$TASK" --data-dir "$DK" --run-dir "$RK" $WM_FLAGS $S
+  log "round $K: 03 reward"
+  [ -f "$RK/$TASK/reward_metrics.json" ] || run python 03_reward.py --task "$TASK" $RW_FLAGS --data-dir "$DK" --run-dir "$RK" $DEV $S
+  for P in $PPO_SEEDS; do
+    SP=""; [ "$P" = 0 ] || SP="--seed $P"
+    log "round $K: 05 ppo (seed $P)"
+    [ -f "$RK/$TASK/ppo_seed$P/log.json" ] || run python 05_ppo_refine.py --task "$TASK" --data-dir "$DK" --run-dir "$RK" $PPO_FLAGS $SP
+  done
+  log "round $K: 06 eval"; run python 06_eval.py --task "$TASK" $EVAL_FLAGS --data-dir "$DK" --run-dir "$RK" $DEV
+  stamp "round$K"
+  look "round $K's gap (imagined - real) for the refined policies against round $(( K - 1 ))'s: $RK/$TASK/eval/results.md"
+  PREV_DATA=$DK; PREV_RUNS=$RK
+done
 }
-log "done: $RUNS/$TASK/eval/results.md"; cat "$RUNS/stage_times.txt"
+LAST=$RUNS; [ "$ROUNDS" = 1 ] || LAST=$RUNS-round$ROUNDS
+log "done: $LAST/$TASK/eval/results.md"; cat "$RUNS/stage_times.txt"

@@ -1,0 +1,88 @@
+"""Keeping refinement honest: a deliberately exploitable reward classifier, a policy that exploits it,
+and the refine -> collect -> retrain loop (`ROUNDS=2 bash run_all.sh`) that takes the exploit away.
+
+The glitchy tiny env lights a lamp when the task is solved and, by a glitch, in the bottom-left
+corner. The data holds no episode that reaches that corner, so the classifier learns "lamp = success"
+and a policy that drives into the corner looks perfect in imagination while it never succeeds. The
+world model here is the env's exact dynamics (`tiny_env.TinyWorldModel`), so every error is the
+reward's. After one round of real rollouts of that policy, labelled by the env, the retrained
+classifier scores it at its real success and the stopping rule keeps the honest policy."""
+
+import dataclasses
+
+import numpy as np
+import torch
+
+import common
+from conftest import policy_config, stage
+from tiny_env import LAMP_ON, TinyWorldModel, in_glitch_corner
+
+collect, reward_mod, bc_mod, ppo = (stage(s) for s in ("01_collect", "03_reward", "04_bc", "05_ppo_refine"))
+GLITCHY = "tests.tiny_env:make_glitchy"
+ENV = dict(resolution=16, action_repeat=1, max_steps=10)
+
+
+def constant_policy(path, action: tuple[float, float]):
+    """A stage-4 checkpoint whose mean action is `action` in every state (sigma 0.1)."""
+    cfg = policy_config(task=GLITCHY)
+    pi = bc_mod.GaussianPolicy(cfg)
+    with torch.no_grad():
+        pi.mu_head.weight.zero_()
+        pi.mu_head.bias.copy_(torch.atanh(torch.tensor(action)))
+        pi.log_std.fill_(np.log(0.1))
+    bc_mod.save_policy(path, "bc", pi)
+    return bc_mod.load_policy(path)
+
+
+def train_classifier(d, r):
+    reward_mod.main(reward_mod.Args(task=GLITCHY, data_dir=d, run_dir=r, steps=300, channels=(8, 16), labels="agree"))
+    return reward_mod.load_reward(r / common.task_slug(GLITCHY) / "reward.pt")
+
+
+def test_round_two_takes_the_exploit_away(tmp_path):
+    d = tmp_path / "data"
+    collect.main(collect.Args(tasks=[GLITCHY], data_dir=d, num_expert=30, num_noisy=30, num_random=0,
+                              workers=1, noise_levels=(0.5, 1.0), **ENV))
+    # the deliberate flaw: in the data the lamp is lit exactly when the task is solved
+    eps = [common.load_episode(p) for p in common.list_episodes(d, [GLITCHY])]
+    lamp = np.concatenate([(e["frames"][:, 0, 0] == LAMP_ON).all(-1) for e in eps])
+    solved = np.concatenate([e["success"] for e in eps])
+    assert solved.sum() > 20 and (lamp == solved).all()
+    # "BC": heads for the goal, and misses it from some starts; its rollouts join the data, as the
+    # paper's recipe has it, so the classifier knows its failures
+    honest = constant_policy(tmp_path / "honest.pt", (0.99, 0.99))
+    collect.main(collect.Args(tasks=[GLITCHY], data_dir=d, policy=tmp_path / "honest.pt", num_policy=20,
+                              workers=1, **ENV))
+    exploit = constant_policy(tmp_path / "exploit.pt", (-0.99, 0.99))  # "refined": heads for the glitch corner
+    seeds = common.eval_seeds(40)
+    env_cfg = dataclasses.asdict(common.env_config_from_meta(common.read_meta(d)))
+    real = {n: common.evaluate_real(bc_mod.load_policy, tmp_path / f"{n}.pt", GLITCHY, env_cfg, seeds,
+                                    workers=1)["success_rate"] for n in ("honest", "exploit")}
+    assert real["exploit"] == 0.0 and 0.5 <= real["honest"] < 1.0, real
+    starts = torch.from_numpy(common.real_start_frames(GLITCHY, env_cfg, seeds))
+    wm = TinyWorldModel(16, glitchy=True)
+
+    def imagined(clf) -> dict:
+        return {n: ppo.imagined_success(pi, wm, clf, starts, len(seeds), 10)["success_rate"]
+                for n, pi in (("honest", honest), ("exploit", exploit))}
+
+    # round 1: the classifier fires on the lamp; the exploit is "perfect" in imagination and the
+    # stopping rule, comparing it with the honest policy as it would with BC, keeps it
+    clf1 = train_classifier(d, tmp_path / "runs1")
+    corner = wm._frames(torch.tensor([[0.05, 0.95]]))
+    assert in_glitch_corner(np.array([[0.05, 0.95]]))[0] and bool(clf1.success(corner)), "classifier not exploitable"
+    im1 = imagined(clf1)
+    assert im1["exploit"] >= 0.9 and abs(im1["honest"] - real["honest"]) <= 0.15, (im1, real)
+    assert ppo.keeps(im1["exploit"], im1["honest"], im1["honest"], min_improvement=0.05)
+    # the loop: real rollouts of the kept policy, labelled by the env (all failures), join the data,
+    # and the classifier is trained again from scratch on it
+    collect.main(collect.Args(tasks=[GLITCHY], data_dir=d, policy=tmp_path / "exploit.pt", num_policy=40,
+                              workers=1, **ENV))
+    rollouts = [common.load_episode(p) for p in common.list_episodes(d, [GLITCHY], sources=("policy",))]
+    assert len(rollouts) == 40 and not any(e["success"].any() for e in rollouts[20:])  # policy_0020.npz on
+    clf2 = train_classifier(d, tmp_path / "runs2")
+    im2 = imagined(clf2)
+    # imagination now reads both policies within 10 points of reality, and the rule keeps the honest one
+    assert abs(im2["exploit"] - real["exploit"]) <= 0.1 and abs(im2["honest"] - real["honest"]) <= 0.1, (im2, real)
+    assert not ppo.keeps(im2["exploit"], im2["honest"], im2["honest"], min_improvement=0.05)
+    assert not bool(clf2.success(corner)) and bool(clf2.success(wm._frames(torch.tensor([[0.8, 0.8]]))))
