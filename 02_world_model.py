@@ -537,6 +537,8 @@ def main(args: Args) -> dict:
         step += 1
         samples += args.batch_size * world
         losses.append(loss.item())
+        if len(losses) == 10:  # throughput after warm-up (compilation, allocator) is measured from here
+            t_warm, samples_warm = time.time(), samples
         sps = samples / (time.time() - t_start)
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", samples_per_s=f"{sps:.0f}", refresh=False)
@@ -550,6 +552,7 @@ def main(args: Args) -> dict:
                 print(f"time budget of {args.max_minutes} min reached at step {step}")
             break
     bar.close()
+    steady = (samples - samples_warm) / max(time.time() - t_warm, 1e-9) if len(losses) > 10 else None
     save()
     train_seconds = time.time() - t_start
     rank_diff = common.max_rank_difference(D, ema)
@@ -563,7 +566,7 @@ def main(args: Args) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     n = max(1, min(50, len(losses) // 4))  # the training loss over this run's first and last steps
     report = {"step": step, "train_seconds": train_seconds, "samples_per_s": samples / max(train_seconds, 1e-9),
-              "processes": world, "max_param_difference_across_processes": rank_diff,
+              "samples_per_s_after_10_steps": steady, "processes": world, "max_param_difference_across_processes": rank_diff,
               "train_loss_first": float(np.mean(losses[:n])) if losses else None,
               "train_loss_last": float(np.mean(losses[-n:])) if losses else None}
     if world > 1:

@@ -10,10 +10,14 @@
 #   CAM=topview bash run_all.sh                 # another Meta-World camera (data and runs get their own folders)
 #   PROFILE=class bash run_all.sh               # one class period (~15 min on 2 cores): every stage, smaller budgets
 #   PROFILE=gpu bash run_all.sh                 # one GPU: the same data, a wider world model on ~8x the samples,
-#                                               # 60 PPO iterations, 3 seeds (docs/RESULTS.md, "The GPU run")
+#                                               # 60 PPO iterations, 3 seeds, 2 rounds (docs/RESULTS.md, "The GPU run")
+#   PROFILE=gpu DEVICE=cpu SMOKE=1 bash run_all.sh  # every stage with a token budget (into data/*-smoke and
+#                                               # runs/*-smoke; ~5 min): proves the script runs before a GPU is spent
+#   PROFILE=gpu NPROC=4 bash run_all.sh         # the world model data-parallel on 4 GPUs (torchrun, DDP)
 #   ROUNDS=2 bash run_all.sh                    # then a second round: real rollouts of the refined policy join
 #                                               # the data, the world model and classifier are trained again on
-#                                               # it, and PPO refines BC in them (~2x the time; docs/RESULTS.md)
+#                                               # it, and PPO refines BC in them (~2x the time; imagination then
+#                                               # reads the refined policy honestly: docs/RESULTS.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 export MUJOCO_GL=${MUJOCO_GL:-egl}
@@ -23,13 +27,19 @@ DEMOS=${DEMOS:-2}
 PROFILE=${PROFILE:-cpu}
 SEED=${SEED:-0}
 CAM=${CAM:-corner}
-ROUNDS=${ROUNDS:-1}
+ROUNDS_DEFAULT=1  # a second round doubles the time: the default where that is minutes (gpu), not on a laptop
+[ "$PROFILE" = gpu ] && ROUNDS_DEFAULT=2
+ROUNDS=${ROUNDS:-$ROUNDS_DEFAULT}
+SMOKE=${SMOKE:-0}
+NPROC=${NPROC:-1}  # processes (GPUs) that train the world model: above 1, stage 2 runs under torchrun (DDP)
+WM_RUN="python"; [ "$NPROC" = 1 ] || WM_RUN="torchrun --standalone --nproc_per_node $NPROC"
 DATA=data/cpu  # the CPU and GPU profiles share the data (48x48)
 COLLECT_FLAGS=""; BC_FLAGS=""; ROLLOUTS=150; RW_FLAGS=""; EVAL_FLAGS=""
 if [ "$PROFILE" = gpu ]; then
   RUNS=runs/gpu; PPO_SEEDS=${PPO_SEEDS:-"0 1 2"}
-  WM_FLAGS="--channels 32 64 64 64 --steps 6000 --batch-size 128 --device cuda"; PPO_FLAGS="--iterations 60 --device cuda"
-  DEV="--device cuda"
+  GPU=${DEVICE:-cuda}
+  WM_FLAGS="--channels 32 64 64 64 --steps 6000 --batch-size 128 --device $GPU"; PPO_FLAGS="--iterations 60 --device $GPU"
+  DEV="--device $GPU"
 elif [ "$PROFILE" = class ]; then  # every stage on real Meta-World within a class period; refinement is short
   DATA=data/class; RUNS=runs/class; PPO_SEEDS=${PPO_SEEDS:-0}; DEV=""
   BC_FLAGS="--eval-episodes 20"; ROLLOUTS=50  # the default data and BC: the same starting policy
@@ -39,6 +49,12 @@ elif [ "$PROFILE" = cpu ]; then  # the stage scripts' defaults are this profile
   RUNS=runs/cpu; PPO_SEEDS=${PPO_SEEDS:-0}; WM_FLAGS=""; PPO_FLAGS=""; DEV=""
 else
   echo "error: PROFILE must be cpu, class or gpu, not '$PROFILE'" >&2; exit 2
+fi
+if [ "$SMOKE" = 1 ]; then  # token budgets (later flags win): the commands run, the numbers mean nothing
+  DATA=$DATA-smoke; RUNS=$RUNS-smoke; COLLECT_FLAGS="--scale 0.1"; ROLLOUTS=4
+  BC_FLAGS="$BC_FLAGS --steps 20 --eval-episodes 2"; WM_FLAGS="$WM_FLAGS --steps 10"; RW_FLAGS="$RW_FLAGS --steps 10"
+  PPO_FLAGS="$PPO_FLAGS --num-envs 4 --iterations 2 --critic-warmup 1 --eval-every 1 --eval-episodes 4"
+  EVAL_FLAGS="--episodes 4 --imagined-episodes 4 --videos 1"
 fi
 case "$ROUNDS" in [1-9]) ;; *) echo "error: ROUNDS must be a number from 1 to 9, not '$ROUNDS'" >&2; exit 2 ;; esac
 [ "$CAM" = corner ] || { DATA=$DATA-$CAM; RUNS=$RUNS-$CAM; }
@@ -67,7 +83,7 @@ log "01 collect policy rollouts"
 run python 01_collect.py --tasks "$TASK" --policy "$RUNS/$TASK/bc.pt" --num-policy $ROLLOUTS $COLLECT_FLAGS $D $C $S
 stamp 01_collect_policy
 log "02 world model"  # resumes, or returns at once if already trained and evaluated
-run python 02_world_model.py --tasks "$TASK" $D $R $WM_FLAGS $S; stamp 02_world_model
+run $WM_RUN 02_world_model.py --tasks "$TASK" $D $R $WM_FLAGS $S; stamp 02_world_model
 look "PSNR of the model against copy-last-frame: imagination must beat doing nothing; the video $RUNS/world_model_eval/*.mp4"
 log "03 reward"; [ -f "$RUNS/$TASK/reward_metrics.json" ] || run python 03_reward.py --task "$TASK" $RW_FLAGS $D $R $DEV $S
 stamp 03_reward
@@ -95,7 +111,7 @@ for (( K = 2; K <= ROUNDS; K++ )); do
   log "round $K: 01 collect rollouts of the refined policy"  # those on disk count: $ROLLOUTS more
   run python 01_collect.py --tasks "$TASK" --data-dir "$DK" --policy "$PREV_RUNS/$TASK/ppo_seed$FIRST/refined.pt" \
     --num-policy $(( ROLLOUTS * K )) $COLLECT_FLAGS $C $S
-  log "round $K: 02 world model"; run python 02_world_model.py --tasks "$TASK" --data-dir "$DK" --run-dir "$RK" $WM_FLAGS $S
+  log "round $K: 02 world model"; run $WM_RUN 02_world_model.py --tasks "$TASK" --data-dir "$DK" --run-dir "$RK" $WM_FLAGS $S
   log "round $K: 03 reward"
   [ -f "$RK/$TASK/reward_metrics.json" ] || run python 03_reward.py --task "$TASK" $RW_FLAGS --data-dir "$DK" --run-dir "$RK" $DEV $S
   for P in $PPO_SEEDS; do
