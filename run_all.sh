@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole World4RL pipeline on one task, in the order the stages need each other:
-# 01 (expert, noisy, random) -> 04 BC -> 01 (BC rollouts) -> 02 -> 03 -> 05 -> 06.
+# 01 (expert, noisy, random) -> 04 BC -> 01 (BC rollouts) -> 02 -> 03 -> 05 -> 06, and with ROUNDS=2
+# again: 01 (rollouts of the refined policy) -> 02 -> 03 -> 05 -> 06 on the grown data.
 # Each command is printed before it runs; at the CPU defaults they are the commands in the stage
 # scripts' docstrings. Every stage reuses what is on disk, so a rerun resumes where it stopped.
 #
@@ -105,7 +106,7 @@ look "real success of BC and refined on the same seeds, and the per-start table:
 # the paper's data collection; none during refinement.
 FIRST=${PPO_SEEDS%% *}; PREV_DATA=$DATA; PREV_RUNS=$RUNS
 for (( K = 2; K <= ROUNDS; K++ )); do
-  DK=$DATA-round$K; RK=$RUNS-round$K
+  DK=data/${RUNS#runs/}-round$K; RK=$RUNS-round$K  # e.g. data/cpu-round2, runs/cpu-round2
   [ -d "$DK" ] || { rm -rf "$DK.tmp"; cp -R "$PREV_DATA" "$DK.tmp"; mv "$DK.tmp" "$DK"; }
   mkdir -p "$RK/$TASK"; cp "$RUNS/$TASK/bc.pt" "$RUNS/$TASK/bc_eval.json" "$RK/$TASK/"  # the same starting policy
   log "round $K: 01 collect rollouts of the refined policy"  # those on disk count: $ROLLOUTS more
