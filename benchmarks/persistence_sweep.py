@@ -5,7 +5,8 @@ fires on k consecutive imagined frames, not on one. This measures, before any PP
 reward, how far it would move imagined success towards real success, for BC and refined policies,
 on fresh paired starts: real episode i (seeded) and imagined episode i start from the same frame.
 Each policy is rolled out once in imagination for the whole horizon (the classifier's probability
-kept for every frame, as `threshold_sweep.py` does), and each k is read off afterwards.
+kept for every frame, as `threshold_sweep.py` does), and each k is read off afterwards. With
+`--members`, the same for a second conservative rule: every classifier of an ensemble must fire.
 
     python benchmarks/persistence_sweep.py --task button-press --episodes 200 --seed-offset 50000 \
         --policies runs/cpu/button-press/bc.pt runs/cpu/button-press/ppo_seed0/refined.pt
@@ -47,6 +48,9 @@ class Args:
     """k: consecutive imagined frames the classifier must fire on"""
     workers: int = 2
     """processes for the real episodes"""
+    members: list[Path] = dataclasses.field(default_factory=list)
+    """more classifier checkpoints (e.g. 03 with --seed 1 and 2 into other run dirs): adds the
+    conservative rule "every classifier fires" (reward.pt and these) beside reward.pt alone"""
     out: Path | None = None
     """also write the table and the numbers here (.md and .json)"""
     device: str = "auto"
@@ -63,17 +67,32 @@ def persistent_success(fires: np.ndarray, k: int) -> np.ndarray:
     return hit
 
 
-def main(args: Args) -> dict:
-    import importlib.util
+class Fires:
+    """Stands in for the classifier inside 05's imagined rollout: records, for each classifier, whether
+    it fires on every imagined frame, (steps, M, N), and never ends an episode."""
 
-    spec = importlib.util.spec_from_file_location("threshold_sweep", Path(__file__).with_name("threshold_sweep.py"))
-    ts = importlib.util.module_from_spec(spec)
-    sys.modules["threshold_sweep"] = ts
-    spec.loader.exec_module(ts)
+    def __init__(self, clfs: list):
+        self.clfs, self.fires = clfs, []
+
+    def to(self, device):
+        for c in self.clfs:
+            c.to(device)
+        return self
+
+    def success(self, x: torch.Tensor) -> torch.Tensor:
+        self.fires.append(torch.stack([c.success(x).cpu() for c in self.clfs]))
+        return torch.zeros(len(x), dtype=torch.bool)
+
+
+def main(args: Args) -> dict:
     device = common.pick_device(args.device)
     task_dir = args.run_dir / common.task_slug(args.task)
     policies = args.policies or [task_dir / "bc.pt", *sorted(task_dir.glob("ppo_seed*/refined.pt"))]
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device).eval()
+    clfs = [clf] + [reward_mod.load_reward(m).to(device).eval() for m in args.members]
+    rules = [(f"k={k}", k, 1) for k in args.persist]  # (name, k, classifiers that must fire)
+    if args.members:
+        rules += [(f"all {len(clfs)} fire, k={k}", k, len(clfs)) for k in args.persist]
     wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task)
     env_cfg = bc_mod.load_policy(policies[0]).cfg.env
     seeds = common.eval_seeds(args.episodes, args.seed_offset)
@@ -81,21 +100,21 @@ def main(args: Args) -> dict:
     horizon = int(env_cfg["max_steps"])
     lines = [f"{args.task}: {args.episodes} paired starts (eval seeds from offset {args.seed_offset}), threshold "
              f"{clf.cfg.threshold:.2f}; imagined success when the classifier fires on k consecutive frames", "",
-             "| policy | real | " + " | ".join(f"imagined, k={k} (gap; per-start agreement)" for k in args.persist) + " |",
-             "| --- | --- |" + " --- |" * len(args.persist)]
+             "| policy | real | " + " | ".join(f"imagined, {r[0]} (gap; per-start agreement)" for r in rules) + " |",
+             "| --- | --- |" + " --- |" * len(rules)]
     results = {}
     for p in policies:
         name = eval_mod.label(p, task_dir)
         real = common.evaluate_real(bc_mod.load_policy, p, args.task, env_cfg, seeds, args.workers, desc=f"real {name}")
         r_ok = np.array([s is not None for s in real["steps_to_success"]])
-        rec = ts.Recorder(clf)
+        rec = Fires(clfs)
         ppo_mod.imagined_success(bc_mod.load_policy(p).to(device), wm, rec, starts, args.episodes, horizon)
-        fires = torch.stack(rec.p).numpy() > clf.cfg.threshold  # (horizon, episodes)
+        fires = torch.stack(rec.fires).numpy()  # (horizon, classifiers, episodes)
         row = {"real": int(r_ok.sum())}
         cells = []
-        for k in args.persist:
-            i_ok = persistent_success(fires, k)
-            row[f"k={k}"] = {"imagined": int(i_ok.sum()), "agreement": float((i_ok == r_ok).mean())}
+        for rule, k, m in rules:
+            i_ok = persistent_success(fires[:, :m].all(1), k)
+            row[rule] = {"imagined": int(i_ok.sum()), "agreement": float((i_ok == r_ok).mean())}
             cells.append(f"{int(i_ok.sum())} ({(i_ok.sum() - r_ok.sum()) * 100 / args.episodes:+.0f}; "
                          f"{(i_ok == r_ok).mean():.0%})")
         results[name] = row
