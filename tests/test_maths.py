@@ -143,3 +143,17 @@ def test_persistence_sweep_counts_runs_of_k_frames(monkeypatch):
     assert ps.persistent_success(fires, 1).tolist() == [True, True, True, True]
     assert ps.persistent_success(fires, 2).tolist() == [True, True, False, True]  # episode 0: frames 2-3
     assert ps.persistent_success(fires, 3).tolist() == [False, True, False, False]
+    # Fires records each classifier's verdict per frame and never ends an episode; "all fire" is their AND
+
+    class Thresh:  # fires where the frame's mean exceeds t
+        def __init__(self, t):
+            self.t = t
+
+        def success(self, x):
+            return x.flatten(1).mean(1) > self.t
+
+    rec = ps.Fires([Thresh(0.0), Thresh(0.5)])
+    x = torch.tensor([-1.0, 0.2, 0.9])[:, None, None, None].expand(3, 3, 4, 4)
+    assert not rec.success(x).any()
+    assert rec.fires[0].tolist() == [[False, True, True], [False, False, True]]  # (classifiers, episodes)
+    assert torch.stack(rec.fires).all(1)[0].tolist() == [False, False, True]
