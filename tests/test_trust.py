@@ -35,6 +35,8 @@ def constant_policy(path, action: tuple[float, float]):
 
 
 def train_classifier(d, r):
+    # labels "agree": the constant "BC" below drives through the goal pad and on, so the frames after
+    # its first success are not successes ("reached" labels would call them so)
     reward_mod.main(reward_mod.Args(task=GLITCHY, data_dir=d, run_dir=r, steps=300, channels=(8, 16), labels="agree"))
     return reward_mod.load_reward(r / common.task_slug(GLITCHY) / "reward.pt")
 
