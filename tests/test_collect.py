@@ -176,3 +176,38 @@ def test_decoy_episodes_do_the_task_in_the_wrong_place(tmp_path):
         decoys.decoy_episode(NoShiftExpert(16, 1, 10), 0, (0.3, 0.3))
     with pytest.raises(common.UserError, match="--shift"):
         decoys.main(decoys.Args(tasks=[TINY], data_dir=d, num_decoy=1, shift=(0.3, 0.1)))
+
+
+def test_balance_successes_holds_the_success_share(tmp_path):
+    """benchmarks/balance_successes.py keeps every episode but the new successful rollouts, and of
+    those just enough for the requested share; the output is a dataset the loaders read."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("balance_successes", common.REPO / "benchmarks" / "balance_successes.py")
+    bal = importlib.util.module_from_spec(spec)
+    sys.modules["balance_successes"] = bal
+    spec.loader.exec_module(bal)
+    src = tmp_path / "data"
+    (src / "t").mkdir(parents=True)
+    common.write_meta(src, {"resolution": 4})
+
+    def episode(name, success):
+        s = np.zeros(3, bool); s[-1] = success
+        np.savez(src / "t" / f"{name}.npz", frames=np.zeros((3, 4, 4, 3), np.uint8), success=s)
+    for i in range(10):  # old data: 4 of 10 successful
+        episode(f"expert_{i:04d}", i < 4)
+    for i in range(20):  # new rollouts (index >= 10): 16 successes, 4 failures
+        episode(f"policy_{10 + i:04d}", i >= 4)
+    out = tmp_path / "balanced"
+    bal.main(bal.Args(data_dir=src, out=out, task="t", from_index=10, share=0.5))
+    kept = sorted(p.name for p in (out / "t").glob("*.npz"))
+    succ = [bool(np.load(out / "t" / n)["success"].any()) for n in kept]
+    # (4 + x) / (14 + x) = 0.5 -> x = 6 of the 16 new successes; all 10 old and 4 new failures stay
+    assert len(kept) == 20 and sum(succ) == 10
+    assert all(f"policy_{10 + i:04d}.npz" in kept for i in range(4))
+    assert all(f"expert_{i:04d}.npz" in kept for i in range(10))
+    assert common.read_meta(out)["resolution"] == 4
+    with pytest.raises(common.UserError, match="exists"):
+        bal.main(bal.Args(data_dir=src, out=out, task="t", from_index=10))
+    assert len(list((out / "t").glob("*.npz"))) == 20  # nothing already written is lost

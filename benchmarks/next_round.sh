@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One more round of the refine -> collect -> retrain loop, with real rollouts of *every* PPO seed's
+# refined policy (run_all.sh's ROUNDS=K rolls out only the first seed's).
+#
+# From a finished round (its data folder and its runs folder with ppo_seed<S>/refined.pt for each
+# seed), this copies the data, adds ROLLOUTS real rollouts of each seed's refined policy (labelled
+# by the simulator), trains the world model and the classifier again on the grown data, refines BC
+# in them with every seed, and scores all policies with 06_eval.py on its 100 paired starts. Every
+# command is printed before it runs; a rerun resumes.
+#
+#   FROM_DATA=data/cpu-round2 FROM_RUNS=runs/cpu-round2 TO=cpu-round3 SEEDS="0 1 2" bash benchmarks/next_round.sh
+#       # -> data/cpu-round3, runs/cpu-round3/button-press/eval/results.md (~80 min on 2 cores: 3 PPO seeds)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TASK=${TASK:-button-press}
+SEEDS=${SEEDS:-"0 1 2"}
+ROLLOUTS=${ROLLOUTS:-150}
+: "${FROM_DATA:?set FROM_DATA to the finished round's data folder, e.g. data/cpu-round2}"
+: "${FROM_RUNS:?set FROM_RUNS to the finished round's runs folder, e.g. runs/cpu-round2}"
+: "${TO:?set TO to the new round's name, e.g. cpu-round3 (data/TO and runs/TO)}"
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+[ -t 2 ] || export TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}
+DK=data/$TO; RK=runs/$TO
+for S in $SEEDS; do
+  [ -f "$FROM_RUNS/$TASK/ppo_seed$S/refined.pt" ] || { echo "error: no $FROM_RUNS/$TASK/ppo_seed$S/refined.pt: finish that round's PPO seed $S first, or set SEEDS" >&2; exit 2; }
+done
+run() { echo "+ $*"; "$@"; }
+[ -d "$DK" ] || { rm -rf "$DK.tmp"; cp -R "$FROM_DATA" "$DK.tmp"; mv "$DK.tmp" "$DK"; }
+mkdir -p "$RK/$TASK"; cp "$FROM_RUNS/$TASK/bc.pt" "$FROM_RUNS/$TASK/bc_eval.json" "$RK/$TASK/"  # the same BC
+# 01 counts the policy rollouts on disk, so each seed's target is the count so far plus ROLLOUTS.
+N=$(find "$FROM_DATA/$TASK" -name 'policy_*.npz' | wc -l)
+for S in $SEEDS; do
+  N=$(( N + ROLLOUTS ))
+  run python 01_collect.py --tasks "$TASK" --data-dir "$DK" --policy "$FROM_RUNS/$TASK/ppo_seed$S/refined.pt" --num-policy $N
+done
+run python 02_world_model.py --tasks "$TASK" --data-dir "$DK" --run-dir "$RK"
+[ -f "$RK/$TASK/reward_metrics.json" ] || run python 03_reward.py --task "$TASK" --data-dir "$DK" --run-dir "$RK"
+for S in $SEEDS; do
+  SP=""; [ "$S" = 0 ] || SP="--seed $S"
+  [ -f "$RK/$TASK/ppo_seed$S/log.json" ] || run python 05_ppo_refine.py --task "$TASK" --data-dir "$DK" --run-dir "$RK" $SP
+done
+run python 06_eval.py --task "$TASK" --data-dir "$DK" --run-dir "$RK"
+echo "done: $RK/$TASK/eval/results.md"
