@@ -9,18 +9,22 @@
 # command is printed before it runs; a rerun resumes.
 #
 #   FROM_DATA=data/cpu-round2 FROM_RUNS=runs/cpu-round2 TO=cpu-round3 SEEDS="0 1 2" bash benchmarks/next_round.sh
-#       # -> data/cpu-round3, runs/cpu-round3/button-press/eval/results.md (~80 min on 2 cores: 3 PPO seeds)
+#       # -> data/cpu-round3, runs/cpu-round3/button-press/eval/results.md (~90 min on 2 cores: 3 PPO seeds)
+#   SHARE=0.45 FROM_DATA=... bash benchmarks/next_round.sh
+#       # the same, but stages 2-6 train on data/TO-balanced: the new rollouts' successes thinned so the
+#       # data's success share stays at SHARE (benchmarks/balance_successes.py; docs/RESULTS.md, "A third round")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TASK=${TASK:-button-press}
 SEEDS=${SEEDS:-"0 1 2"}
 ROLLOUTS=${ROLLOUTS:-150}
-: "${FROM_DATA:?set FROM_DATA to the finished round's data folder, e.g. data/cpu-round2}"
-: "${FROM_RUNS:?set FROM_RUNS to the finished round's runs folder, e.g. runs/cpu-round2}"
-: "${TO:?set TO to the new round's name, e.g. cpu-round3 (data/TO and runs/TO)}"
+: "${FROM_DATA:?set FROM_DATA to the data folder of the finished round, e.g. data/cpu-round2}"
+: "${FROM_RUNS:?set FROM_RUNS to the runs folder of the finished round, e.g. runs/cpu-round2}"
+: "${TO:?set TO to the name of the new round, e.g. cpu-round3 (data/TO and runs/TO)}"
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 [ -t 2 ] || export TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}
 DK=data/$TO; RK=runs/$TO
+[ -d "$FROM_DATA/$TASK" ] || { echo "error: no episodes in $FROM_DATA/$TASK: set FROM_DATA to a collected data folder" >&2; exit 2; }
 for S in $SEEDS; do
   [ -f "$FROM_RUNS/$TASK/ppo_seed$S/refined.pt" ] || { echo "error: no $FROM_RUNS/$TASK/ppo_seed$S/refined.pt: finish that round's PPO seed $S first, or set SEEDS" >&2; exit 2; }
 done
@@ -28,11 +32,16 @@ run() { echo "+ $*"; "$@"; }
 [ -d "$DK" ] || { rm -rf "$DK.tmp"; cp -R "$FROM_DATA" "$DK.tmp"; mv "$DK.tmp" "$DK"; }
 mkdir -p "$RK/$TASK"; cp "$FROM_RUNS/$TASK/bc.pt" "$FROM_RUNS/$TASK/bc_eval.json" "$RK/$TASK/"  # the same BC
 # 01 counts the policy rollouts on disk, so each seed's target is the count so far plus ROLLOUTS.
-N=$(find "$FROM_DATA/$TASK" -name 'policy_*.npz' | wc -l)
+N=$(find "$FROM_DATA/$TASK" -name 'policy_*.npz' | wc -l); N0=$N
 for S in $SEEDS; do
   N=$(( N + ROLLOUTS ))
   run python 01_collect.py --tasks "$TASK" --data-dir "$DK" --policy "$FROM_RUNS/$TASK/ppo_seed$S/refined.pt" --num-policy $N
 done
+if [ -n "${SHARE:-}" ]; then  # train on a copy whose success share does not grow with the new rollouts
+  [ -d "$DK-balanced" ] || run python benchmarks/balance_successes.py --task "$TASK" --data-dir "$DK" --out "$DK-balanced" \
+    --from-index "$N0" --share "$SHARE"
+  DK=$DK-balanced
+fi
 run python 02_world_model.py --tasks "$TASK" --data-dir "$DK" --run-dir "$RK"
 [ -f "$RK/$TASK/reward_metrics.json" ] || run python 03_reward.py --task "$TASK" --data-dir "$DK" --run-dir "$RK"
 for S in $SEEDS; do

@@ -1,0 +1,43 @@
+"""The shell scripts: every one parses, and bad settings stop them with one line before any stage runs."""
+
+import subprocess
+
+import pytest
+
+from conftest import REPO
+
+SCRIPTS = sorted(p.relative_to(REPO) for p in [*REPO.glob("*.sh"), *REPO.glob("benchmarks/*.sh"), REPO / ".ci" / "run"])
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=str)
+def test_script_parses(script):
+    r = subprocess.run(["bash", "-n", str(script)], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def run_bash(script: str, **env: str) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run(["bash", script], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **env})
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"PROFILE": "laptop"}, "PROFILE must be cpu, class or gpu"),
+    ({"ROUNDS": "0"}, "ROUNDS must be a number from 1 to 9"),
+])
+def test_run_all_rejects_bad_settings(env, says):
+    r = run_bash("run_all.sh", **env)
+    assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "+ python" not in r.stdout  # nothing ran
+
+
+def test_next_round_rejects_missing_inputs(tmp_path):
+    r = run_bash("benchmarks/next_round.sh")
+    assert r.returncode != 0 and "set FROM_DATA" in r.stderr
+    r = run_bash("benchmarks/next_round.sh", FROM_DATA=str(tmp_path / "nope"), FROM_RUNS=str(tmp_path), TO="x")
+    assert r.returncode == 2 and "no episodes in" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "d" / "button-press").mkdir(parents=True)
+    r = run_bash("benchmarks/next_round.sh", FROM_DATA=str(tmp_path / "d"), FROM_RUNS=str(tmp_path), TO="x")
+    assert r.returncode == 2 and "ppo_seed0/refined.pt" in r.stderr
+    assert not (REPO / "data" / "x").exists() and not (REPO / "runs" / "x").exists()  # nothing written
