@@ -44,16 +44,15 @@ class Args:
 
 
 def main(args: Args) -> None:
-    src = args.data_dir / common.task_slug(args.task)
-    if not src.is_dir():
-        common.fail(f"no episodes in {src}: give --data-dir and --task of a collected dataset")
+    episodes = common.list_episodes(args.data_dir, [args.task])  # fails in one line on a wrong folder or task
+    src = episodes[0].parent
     if args.out.exists():
         common.fail(f"{args.out} exists: give --out a new folder")
     if not 0 < args.share < 1:
         common.fail(f"--share must be between 0 and 1, not {args.share}")
     keep, new_successes = [], []
     n_success = 0
-    for p in sorted(src.glob("*.npz")):
+    for p in episodes:
         source, index = p.stem.rsplit("_", 1)
         success = bool(np.load(p)["success"].any())
         if source == "policy" and int(index) >= args.from_index and success:

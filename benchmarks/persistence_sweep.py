@@ -6,7 +6,8 @@ reward, how far it would move imagined success towards real success, for BC and 
 on fresh paired starts: real episode i (seeded) and imagined episode i start from the same frame.
 Each policy is rolled out once in imagination for the whole horizon (the classifier's probability
 kept for every frame, as `threshold_sweep.py` does), and each k is read off afterwards. With
-`--members`, the same for a second conservative rule: every classifier of an ensemble must fire.
+`--members`, the same for a second conservative rule: every classifier of an ensemble must fire;
+with `--noise-seeds S`, a third: the episode must succeed in each of S world-model samples.
 
     python benchmarks/persistence_sweep.py --task button-press --episodes 200 --seed-offset 50000 \
         --policies runs/cpu/button-press/bc.pt runs/cpu/button-press/ppo_seed0/refined.pt

@@ -1,5 +1,6 @@
 """The shell scripts: every one parses, and bad settings stop them with one line before any stage runs."""
 
+import os
 import subprocess
 
 import pytest
@@ -16,8 +17,6 @@ def test_script_parses(script):
 
 
 def run_bash(script: str, **env: str) -> subprocess.CompletedProcess:
-    import os
-
     return subprocess.run(["bash", script], cwd=REPO, capture_output=True, text=True, timeout=60,
                           env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **env})
 
