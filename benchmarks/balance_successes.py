@@ -1,6 +1,6 @@
 """A copy of a dataset (as links) in which the newest policy rollouts do not raise the share of
 successful episodes: all their failures are kept, and of their successes only as many as keep the
-whole dataset's success share at `--share`.
+whole dataset's success share at `--share` (by default the share the dataset had before them).
 
 Why: each round of the refine -> collect -> retrain loop adds rollouts of better policies, so the
 data fills with successes (button-press at the CPU defaults: 42% of episodes in round 1, 45% in
@@ -9,7 +9,7 @@ optimistically (docs/RESULTS.md, "A third round"). The failures of the refined p
 the next round needs; their successes look like the ones already there.
 
     python benchmarks/balance_successes.py --data-dir data/cpu-round3 --out data/cpu-round3-balanced \
-        --from-index 300 --share 0.45
+        --from-index 300          # holds round 2's share: 239 of 530 episodes, 45%
     # then 02 and 03 on data/cpu-round3-balanced as on any data folder
 
 Episodes are linked, not copied; the output folder must not exist yet.
@@ -37,8 +37,9 @@ class Args:
     task: str = "button-press"
     from_index: int = 300
     """policy rollouts with this index or above are the new ones; those below are kept whole"""
-    share: float = 0.45
-    """success share of the whole dataset to keep"""
+    share: float | None = None
+    """success share of the whole dataset to keep; None: the share of the data before the new
+    rollouts (every episode but policy rollouts from `--from-index` on), to the percent"""
     seed: int = 0
     """which successes are kept (a seeded draw)"""
 
@@ -48,20 +49,30 @@ def main(args: Args) -> None:
     src = episodes[0].parent
     if args.out.exists():
         common.fail(f"{args.out} exists: give --out a new folder")
-    if not 0 < args.share < 1:
+    if args.share is not None and not 0 < args.share < 1:
         common.fail(f"--share must be between 0 and 1, not {args.share}")
     keep, new_successes = [], []
-    n_success = 0
+    n_success = n_old = n_old_success = 0
     for p in episodes:
         source, index = p.stem.rsplit("_", 1)
         success = bool(np.load(p)["success"].any())
-        if source == "policy" and int(index) >= args.from_index and success:
+        new = source == "policy" and int(index) >= args.from_index
+        if new and success:
             new_successes.append(p)
             continue
         keep.append(p)
         n_success += success
+        if not new:
+            n_old += 1
+            n_old_success += success
+    share = args.share
+    if share is None:  # hold the share of the data before the new rollouts
+        if n_old == 0 or n_old_success in (0, n_old):
+            common.fail(f"the {n_old} episodes before --from-index {args.from_index} have no success share "
+                        "to hold: pass --share")
+        share = round(n_old_success / n_old, 2)
     # (n_success + x) / (len(keep) + x) = share  ->  x successes of the new rollouts are kept
-    x = int(round((args.share * len(keep) - n_success) / (1 - args.share)))
+    x = int(round((share * len(keep) - n_success) / (1 - share)))
     x = min(max(x, 0), len(new_successes))
     rng = np.random.default_rng(args.seed)
     chosen = [new_successes[k] for k in sorted(rng.choice(len(new_successes), x, replace=False))]
@@ -74,7 +85,7 @@ def main(args: Args) -> None:
     tmp.rename(args.out)
     total = len(keep) + x
     print(f"{total} episodes into {args.out}: kept {x} of {len(new_successes)} new successful rollouts; "
-          f"success share {(n_success + x) / total:.1%}")
+          f"success share {(n_success + x) / total:.1%} (held at {share:.2f})")
 
 
 if __name__ == "__main__":

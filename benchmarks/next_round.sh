@@ -5,14 +5,16 @@
 # From a finished round (its data folder and its runs folder with ppo_seed<S>/refined.pt for each
 # seed), this copies the data, adds ROLLOUTS real rollouts of each seed's refined policy (labelled
 # by the simulator), trains the world model and the classifier again on the grown data, refines BC
-# in them with every seed, and scores all policies with 06_eval.py on its 100 paired starts. Every
-# command is printed before it runs; a rerun resumes.
+# in them with every seed, and scores all policies with 06_eval.py on its 100 paired starts. Stages
+# 2-6 train on data/TO-balanced: all of data/TO but the new rollouts' successes thinned, so that the
+# data's success share stays where it was (benchmarks/balance_successes.py). Better policies' rollouts
+# otherwise fill the data with successes and every policy, BC included, reads 14-18 points high in
+# imagination (docs/RESULTS.md, "A third round"). Every command is printed before it runs; a rerun resumes.
 #
 #   FROM_DATA=data/cpu-round2 FROM_RUNS=runs/cpu-round2 TO=cpu-round3 SEEDS="0 1 2" bash benchmarks/next_round.sh
-#       # -> data/cpu-round3, runs/cpu-round3/button-press/eval/results.md (~90 min on 2 cores: 3 PPO seeds)
-#   SHARE=0.45 FROM_DATA=... bash benchmarks/next_round.sh
-#       # the same, but stages 2-6 train on data/TO-balanced: the new rollouts' successes thinned so the
-#       # data's success share stays at SHARE (benchmarks/balance_successes.py; docs/RESULTS.md, "A third round")
+#       # -> data/cpu-round3(-balanced), runs/cpu-round3/button-press/eval/results.md (~90 min on 2 cores)
+#   SHARE=off ...    # train on all of data/TO (the success share grows)
+#   SHARE=0.40 ...   # hold this share instead of the old data's
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TASK=${TASK:-button-press}
@@ -37,9 +39,12 @@ for S in $SEEDS; do
   N=$(( N + ROLLOUTS ))
   run python 01_collect.py --tasks "$TASK" --data-dir "$DK" --policy "$FROM_RUNS/$TASK/ppo_seed$S/refined.pt" --num-policy $N
 done
-if [ -n "${SHARE:-}" ]; then  # train on a copy whose success share does not grow with the new rollouts
+SHARE=${SHARE:-hold}
+if [ "$SHARE" != off ]; then  # train on a copy whose success share does not grow with the new rollouts
+  SF=""; [ "$SHARE" = hold ] || SF="--share $SHARE"
+  # shellcheck disable=SC2086
   [ -d "$DK-balanced" ] || run python benchmarks/balance_successes.py --task "$TASK" --data-dir "$DK" --out "$DK-balanced" \
-    --from-index "$N0" --share "$SHARE"
+    --from-index "$N0" $SF
   DK=$DK-balanced
 fi
 run python 02_world_model.py --tasks "$TASK" --data-dir "$DK" --run-dir "$RK"

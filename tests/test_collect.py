@@ -211,3 +211,12 @@ def test_balance_successes_holds_the_success_share(tmp_path):
     with pytest.raises(common.UserError, match="exists"):
         bal.main(bal.Args(data_dir=src, out=out, task="t", from_index=10))
     assert len(list((out / "t").glob("*.npz"))) == 20  # nothing already written is lost
+    # no --share: hold the old data's share, 4 of 10: (4 + x) / (14 + x) = 0.4 -> x = 2.67 -> 3 kept
+    bal.main(bal.Args(data_dir=src, out=tmp_path / "held", task="t", from_index=10))
+    held = list((tmp_path / "held" / "t").glob("*.npz"))
+    assert len(held) == 17 and sum(bool(np.load(p)["success"].any()) for p in held) == 7
+    for p in src.glob("t/expert_*.npz"):  # only new rollouts left: no old share to hold
+        p.unlink()
+    with pytest.raises(common.UserError, match="no success share"):
+        bal.main(bal.Args(data_dir=src, out=tmp_path / "none", task="t", from_index=10))
+    assert not (tmp_path / "none").exists()
