@@ -15,6 +15,8 @@
 #       # -> data/cpu-round3(-balanced), runs/cpu-round3/button-press/eval/results.md (~90 min on 2 cores)
 #   SHARE=off ...    # train on all of data/TO (the success share grows)
 #   SHARE=0.40 ...   # hold this share instead of the old data's
+# A round after a balanced one starts from the full folder (FROM_DATA=data/TO, not data/TO-balanced)
+# and needs SHARE= the share held before, or it holds the full folder's; that is not measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TASK=${TASK:-button-press}
@@ -27,6 +29,11 @@ export MUJOCO_GL=${MUJOCO_GL:-egl}
 [ -t 2 ] || export TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}
 DK=data/$TO; RK=runs/$TO
 [ -d "$FROM_DATA/$TASK" ] || { echo "error: no episodes in $FROM_DATA/$TASK: set FROM_DATA to a collected data folder" >&2; exit 2; }
+# 01 fills policy_0000 .. policy_<N-1>, so a folder with gaps in those names (a balanced copy, whose
+# dropped successes leave holes) would get new rollouts in the holes, where they do not count as new.
+NP=$(find "$FROM_DATA/$TASK" -name 'policy_*.npz' | wc -l)
+LAST=$(find "$FROM_DATA/$TASK" -name 'policy_*.npz' | sed 's/.*policy_0*\([0-9][0-9]*\)\.npz/\1/' | sort -n | tail -1)
+[ "$NP" = 0 ] || [ "$(( LAST + 1 ))" = "$NP" ] || { echo "error: $FROM_DATA/$TASK has gaps in its policy_*.npz numbers (a balanced copy?): start from the full data folder of that round" >&2; exit 2; }
 for S in $SEEDS; do
   [ -f "$FROM_RUNS/$TASK/ppo_seed$S/refined.pt" ] || { echo "error: no $FROM_RUNS/$TASK/ppo_seed$S/refined.pt: finish that round's PPO seed $S first, or set SEEDS" >&2; exit 2; }
 done

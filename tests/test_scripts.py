@@ -39,4 +39,11 @@ def test_next_round_rejects_missing_inputs(tmp_path):
     (tmp_path / "d" / "button-press").mkdir(parents=True)
     r = run_bash("benchmarks/next_round.sh", FROM_DATA=str(tmp_path / "d"), FROM_RUNS=str(tmp_path), TO="x")
     assert r.returncode == 2 and "ppo_seed0/refined.pt" in r.stderr
+    for i in (0, 1, 3):  # policy_0002 missing, as in a balanced copy: new rollouts would land in the hole
+        (tmp_path / "d" / "button-press" / f"policy_{i:04d}.npz").touch()
+    r = run_bash("benchmarks/next_round.sh", FROM_DATA=str(tmp_path / "d"), FROM_RUNS=str(tmp_path), TO="x")
+    assert r.returncode == 2 and "gaps in its policy_*.npz" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "d" / "button-press" / "policy_0002.npz").touch()  # no gap: on to the next check
+    r = run_bash("benchmarks/next_round.sh", FROM_DATA=str(tmp_path / "d"), FROM_RUNS=str(tmp_path), TO="x")
+    assert r.returncode == 2 and "ppo_seed0/refined.pt" in r.stderr
     assert not (REPO / "data" / "x").exists() and not (REPO / "runs" / "x").exists()  # nothing written
