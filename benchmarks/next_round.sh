@@ -41,7 +41,7 @@ run() { echo "+ $*"; "$@"; }
 [ -d "$DK" ] || { rm -rf "$DK.tmp"; cp -R "$FROM_DATA" "$DK.tmp"; mv "$DK.tmp" "$DK"; }
 mkdir -p "$RK/$TASK"; cp "$FROM_RUNS/$TASK/bc.pt" "$FROM_RUNS/$TASK/bc_eval.json" "$RK/$TASK/"  # the same BC
 # 01 counts the policy rollouts on disk, so each seed's target is the count so far plus ROLLOUTS.
-N=$(find "$FROM_DATA/$TASK" -name 'policy_*.npz' | wc -l); N0=$N
+N0=$NP; N=$NP
 for S in $SEEDS; do
   N=$(( N + ROLLOUTS ))
   run python 01_collect.py --tasks "$TASK" --data-dir "$DK" --policy "$FROM_RUNS/$TASK/ppo_seed$S/refined.pt" --num-policy $N

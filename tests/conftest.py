@@ -1,5 +1,6 @@
 """Shared test setup: headless rendering, the repo on sys.path, one torch thread per test run."""
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -20,6 +21,17 @@ TINY = "tests.tiny_env:make"
 
 def stage(name: str):
     return common.import_stage(name)
+
+
+def benchmark(name: str):
+    """`benchmarks/<name>.py` as a module, loaded once and kept in sys.modules (its dataclasses look
+    their module up there)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 @pytest.fixture(scope="session")

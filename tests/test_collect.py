@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import common
-from conftest import REPO, TINY, stage
+from conftest import REPO, TINY, benchmark, stage
 
 collect = stage("01_collect")
 
@@ -146,13 +146,7 @@ def test_decoy_episodes_do_the_task_in_the_wrong_place(tmp_path):
     """benchmarks/decoys.py: the expert aims at a goal shifted beyond the success radius, so it ends
     away from the goal, not in success (its path may cross the goal: labels stay the env's), while the
     plain expert from the same start ends in success."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("decoys", common.REPO / "benchmarks" / "decoys.py")
-    decoys = importlib.util.module_from_spec(spec)
-    sys.modules["decoys"] = decoys
-    spec.loader.exec_module(decoys)
+    decoys = benchmark("decoys")
     tiny = __import__("tests.tiny_env", fromlist=["make"])
     env = common.make_env(TINY, common.EnvConfig(resolution=16, action_repeat=1, max_steps=10))
     for seed in range(5):
@@ -181,13 +175,7 @@ def test_decoy_episodes_do_the_task_in_the_wrong_place(tmp_path):
 def test_balance_successes_holds_the_success_share(tmp_path):
     """benchmarks/balance_successes.py keeps every episode but the new successful rollouts, and of
     those just enough for the requested share; the output is a dataset the loaders read."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("balance_successes", common.REPO / "benchmarks" / "balance_successes.py")
-    bal = importlib.util.module_from_spec(spec)
-    sys.modules["balance_successes"] = bal
-    spec.loader.exec_module(bal)
+    bal = benchmark("balance_successes")
     src = tmp_path / "data"
     (src / "t").mkdir(parents=True)
     common.write_meta(src, {"resolution": 4})

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import common
-from conftest import stage
+from conftest import benchmark, stage
 
 wm = stage("02_world_model")
 
@@ -82,15 +82,9 @@ def test_save_video_never_crashes_or_leaves_a_half_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.mp4"]  # no half file, nothing else lost
 
 
-def test_six_table_rows_from_stage_files(tmp_path, monkeypatch):
-    import importlib.util
+def test_six_table_rows_from_stage_files(tmp_path):
     import json
-    import sys
-
-    spec = importlib.util.spec_from_file_location("six_table", common.REPO / "benchmarks" / "six_table.py")
-    six = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "six_table", six)  # dataclasses look their module up there
-    spec.loader.exec_module(six)
+    six = benchmark("six_table")
     d = tmp_path / "button-press"
     d.mkdir()
     (d / "reward_metrics.json").write_text(json.dumps({"threshold": 0.8, "heldout": {
@@ -105,15 +99,9 @@ def test_six_table_rows_from_stage_files(tmp_path, monkeypatch):
     assert (tmp_path / "six_tasks.md").read_text() == table
 
 
-def test_six_table_refined_rows_from_eval_files(tmp_path, monkeypatch):
-    import importlib.util
+def test_six_table_refined_rows_from_eval_files(tmp_path):
     import json
-    import sys
-
-    spec = importlib.util.spec_from_file_location("six_table", common.REPO / "benchmarks" / "six_table.py")
-    six = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "six_table", six)
-    spec.loader.exec_module(six)
+    six = benchmark("six_table")
     d = tmp_path / "soccer"
     (d / "eval").mkdir(parents=True)
     (d / "ppo_seed0").mkdir()
@@ -131,14 +119,8 @@ def test_six_table_refined_rows_from_eval_files(tmp_path, monkeypatch):
     assert rows[-1].startswith("| lever-pull | not evaluated |")
 
 
-def test_persistence_sweep_counts_runs_of_k_frames(monkeypatch):
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("persistence_sweep", common.REPO / "benchmarks" / "persistence_sweep.py")
-    ps = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "persistence_sweep", ps)
-    spec.loader.exec_module(ps)
+def test_persistence_sweep_counts_runs_of_k_frames():
+    ps = benchmark("persistence_sweep")
     fires = np.array([[1, 1, 0, 1], [0, 1, 0, 1], [1, 1, 0, 0], [1, 0, 1, 1]], dtype=bool)  # (steps, episodes)
     assert ps.persistent_success(fires, 1).tolist() == [True, True, True, True]
     assert ps.persistent_success(fires, 2).tolist() == [True, True, False, True]  # episode 0: frames 2-3

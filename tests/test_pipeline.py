@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import common
-from conftest import TINY, policy_config, stage
+from conftest import TINY, benchmark, policy_config, stage
 
 collect, wm_mod, reward_mod, bc_mod, ppo, ev = (stage(s) for s in (
     "01_collect", "02_world_model", "03_reward", "04_bc", "05_ppo_refine", "06_eval"))
@@ -57,12 +57,7 @@ def test_all_six_stages(tmp_path, monkeypatch):
     assert set(saved["vs_bc"]) == {"ppo_seed0/refined"} and "real gain over BC" in (t / "eval" / "results.md").read_text()
     # the threshold sweep reads imagined success off one recorded rollout: at the stored threshold it
     # must equal what 06 measured by ending episodes at the classifier's verdict
-    import importlib.util
-    import sys
-    spec = importlib.util.spec_from_file_location("threshold_sweep", common.REPO / "benchmarks" / "threshold_sweep.py")
-    sweep = importlib.util.module_from_spec(spec)
-    sys.modules["threshold_sweep"] = sweep
-    spec.loader.exec_module(sweep)
+    sweep = benchmark("threshold_sweep")
     th = reward_mod.load_reward(t / "reward.pt").cfg.threshold
     text = sweep.main(sweep.Args(task=TINY, data_dir=d, run_dir=r, episodes=4, thresholds=(0.0, th, 1.0)))
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| 0") or line.startswith("| 1")]
