@@ -18,7 +18,7 @@ Dataset format (a user with recorded robot demos can write it with `save_episode
         frames   uint8   (L+1, H, W, 3)  upright RGB; frames[0] is the reset frame
         actions  float32 (L, D)          actions as executed, in [-1, 1]
         success  bool    (L+1,)          success[t] labels frames[t] (success[0] is False)
-        task     str, source str (expert / noisy / random / decoy / policy / demo), seed int64
+        task     str, source str (expert / noisy / random / decoy / nearmiss / policy / demo), seed int64
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def test_enum_flags_are_checked_by_the_parser():
 @pytest.mark.parametrize("script,flags", [
     ("benchmarks/threshold_sweep.py", {"--run-dir", "--task", "--thresholds", "--sampler"}),
     ("benchmarks/six_table.py", {"--run-dir", "--tasks"}),
-    ("benchmarks/decoys.py", {"--data-dir", "--tasks", "--num-decoy", "--shift"}),
+    ("benchmarks/decoys.py", {"--data-dir", "--tasks", "--num-decoy", "--shift", "--mode", "--max-short"}),
     ("benchmarks/persistence_sweep.py", {"--run-dir", "--task", "--episodes", "--seed-offset", "--persist"}),
     ("benchmarks/ppo_real_curve.py", {"--run-dir", "--task", "--real-every", "--real-episodes", "--target-kl"}),
 ])

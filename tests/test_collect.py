@@ -208,3 +208,39 @@ def test_balance_successes_holds_the_success_share(tmp_path):
     with pytest.raises(common.UserError, match="no success share"):
         bal.main(bal.Args(data_dir=src, out=tmp_path / "none", task="t", from_index=10))
     assert not (tmp_path / "none").exists()
+
+
+def test_stop_short_decoys_stop_at_the_success_boundary(tmp_path):
+    """benchmarks/decoys.py --mode stop-short: the expert's own episode up to k = 1..max_short
+    decisions before its first success, then the arm holds still or backs away; on the tiny env
+    neither ever succeeds."""
+    decoys = benchmark("decoys")
+    tiny = __import__("tests.tiny_env", fromlist=["make"])
+    env = common.make_env(TINY, common.EnvConfig(resolution=16, action_repeat=1, max_steps=10))
+    holds = set()
+    for seed in range(8):
+        f_exp, a_exp, s_exp = collect.run_episode(env, seed, "expert")
+        t_star = int(np.argmax(s_exp))
+        frames, actions, success = decoys.stop_short_episode(env, seed, max_short=3)
+        assert not success.any()
+        # it replays the expert up to the cut, which lies 1..3 decisions before the expert's success
+        cut = int(np.argmax(np.any(actions != a_exp, axis=1)))
+        assert max(0, t_star - 3) <= cut <= t_star - 1
+        np.testing.assert_array_equal(frames[:cut + 1], f_exp[:cut + 1])
+        hold = not actions[cut:].any()
+        if hold:  # the arm stopped short and stayed: the last frame is the frame at the cut
+            np.testing.assert_array_equal(frames[-1], frames[cut])
+        else:  # backed away: further from the goal than a success plus one step
+            assert np.linalg.norm(env.p - tiny.GOAL) > tiny.RADIUS + tiny.STEP
+        holds.add(hold)
+    assert holds == {True, False}  # both endings occur
+    d = tmp_path / "data"
+    collect.main(collect.Args(tasks=[TINY], data_dir=d, num_expert=1, num_noisy=0, num_random=0,
+                              resolution=16, action_repeat=1, max_steps=10, workers=1))
+    assert decoys.main(decoys.Args(tasks=[TINY], data_dir=d, num_decoy=3, mode="stop-short")) == 3
+    eps = [common.load_episode(p) for p in common.list_episodes(d, sources=("nearmiss",))]
+    assert len(eps) == 3 and all(e["source"] == "nearmiss" for e in eps) and not any(e["success"].any() for e in eps)
+    with pytest.raises(common.UserError, match="--max-short"):
+        decoys.main(decoys.Args(tasks=[TINY], data_dir=d, mode="stop-short", max_short=0))
+    with pytest.raises(common.UserError, match="Meta-World"):  # aim-offset shifts a Meta-World observation
+        decoys.decoy_episode(env, 0, (0.03, 0.06), mode="aim-offset")

@@ -9,12 +9,13 @@ reward's. After one round of real rollouts of that policy, labelled by the env, 
 classifier scores it at its real success and the stopping rule keeps the honest policy."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import common
-from conftest import policy_config, stage
+from conftest import benchmark, policy_config, stage
 from tiny_env import LAMP_ON, TinyWorldModel, in_glitch_corner
 
 collect, reward_mod, bc_mod, ppo = (stage(s) for s in ("01_collect", "03_reward", "04_bc", "05_ppo_refine"))
@@ -88,3 +89,17 @@ def test_round_two_takes_the_exploit_away(tmp_path):
     assert abs(im2["exploit"] - real["exploit"]) <= 0.1 and abs(im2["honest"] - real["honest"]) <= 0.1, (im2, real)
     assert not ppo.keeps(im2["exploit"], im2["honest"], im2["honest"], min_improvement=0.05)
     assert not bool(clf2.success(corner)) and bool(clf2.success(wm._frames(torch.tensor([[0.8, 0.8]]))))
+    # the one-minute screen (benchmarks/classifier_on_real.py) tells the two classifiers apart on the
+    # real episodes alone: the first fires on every real failure of the exploit, the second on none,
+    # and both still call the honest policy's real successes successes
+    screen = benchmark("classifier_on_real")
+    out = screen.main(screen.Args(task=GLITCHY, policies=[tmp_path / "exploit.pt", tmp_path / "honest.pt"],
+                                  classifiers=[tmp_path / r / common.task_slug(GLITCHY) / "reward.pt"
+                                               for r in ("runs1", "runs2")], episodes=len(seeds), workers=1))
+    rows = {(Path(w["policy"]).stem, Path(w["classifier"]).parents[1].name): w for w in out["rows"]}
+    assert rows["exploit", "runs1"]["fires_on_failures"] == rows["exploit", "runs1"]["real_failures"] == len(seeds)
+    assert rows["exploit", "runs2"]["fires_on_failures"] == 0
+    for r in ("runs1", "runs2"):
+        w = rows["honest", r]
+        assert w["real_successes"] == round(real["honest"] * len(seeds))
+        assert w["fires_on_successes"] >= 0.9 * w["real_successes"], w
