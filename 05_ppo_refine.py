@@ -24,8 +24,13 @@ Stopping rule without real interaction: every `--eval-every` iterations the mean
 policy is scored in imagination from *held-out* start frames with fixed sampling noise;
 the kept `refined.pt` is the best of these, BC included as iteration 0, and a refined policy
 replaces BC only if it beats BC's score by `--min-improvement`: refinement never keeps a
-policy that looks worse than BC in imagination. (`--no-stopping-rule --std-cap 10` keeps the last
-iteration with the cap lifted: the exploitation lesson of TEACHING.md.)
+policy that looks worse than BC in imagination. Imagination is only trusted near the data: a
+scored policy is kept only while its mean action stays within `--max-action-shift` of BC's on the
+held-out frames, and refinement ends at the first one beyond it -- past that distance PPO finds
+frames the classifier calls success and the simulator does not (Gao et al. 2023 measure the same
+overoptimization of a learned reward against the distance from the starting policy).
+(`--no-stopping-rule --std-cap 10` keeps the last iteration with the cap lifted: the exploitation
+lesson of TEACHING.md.)
 
 Reads runs/cpu/world_model.pt, <task>/reward.pt, <task>/bc.pt and data/cpu/<task>/ (start
 frames); writes `runs/cpu/<task>/ppo_seed<seed>/refined.pt`, `state.pt` (resume), `log.json`,
@@ -110,6 +115,11 @@ class Args:
     """imagined episodes for that score"""
     min_improvement: float = 0.05
     """a refined policy replaces BC only if its held-out imagined success beats BC's by this much"""
+    max_action_shift: float = 0.3
+    """a trust region around BC for the stopping rule: a scored policy is kept only if its mean action lies
+    within this root-mean-square distance of BC's on the held-out episodes' frames (actions in [-1, 1]^D),
+    and refinement ends at the first scored policy beyond it. Past it, on button-press, imagined success
+    climbed to 94-100% while real success stayed or fell (docs/RESULTS.md, "How far PPO can go"). 0: no limit"""
     stopping_rule: bool = True
     """keep the best-scoring policy (BC included) as refined.pt; off (--no-stopping-rule): keep the last"""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -172,9 +182,11 @@ class ImaginedEnv:
 
 @torch.no_grad()
 def imagined_success(pi, wm, clf, start_frames: torch.Tensor, episodes: int, horizon: int,
-                     deterministic: bool = True, noise_seed: int = 1234) -> dict:
+                     deterministic: bool = True, noise_seed: int = 1234, keep_frames: bool = False) -> dict:
     """Success of a policy in imagination: `episodes` episodes from `start_frames` (cycled),
-    with fixed world-model sampling noise so that two policies are compared on equal terms."""
+    with fixed world-model sampling noise so that two policies are compared on equal terms.
+    `keep_frames`: also return each episode's imagined frames, up to its first success, as
+    "frames" [(L+1, H, W, 3) uint8] (06_eval.py's videos of the starts where the worlds disagree)."""
     cpu_state = torch.get_rng_state()
     cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     torch.manual_seed(noise_seed)
@@ -182,27 +194,49 @@ def imagined_success(pi, wm, clf, start_frames: torch.Tensor, episodes: int, hor
     env = ImaginedEnv(wm, clf, start_frames, episodes, horizon, pi.cfg.frame_stack, torch.Generator())
     obs = env.reset(idx)
     first = torch.full((episodes,), -1)
+    seen = [common.to_uint8(obs[:, -1].float().cpu())] if keep_frames else []  # [(episodes, H, W, 3)] per step
     for t in range(horizon):
         d = pi.dist(obs.to(wm.device))
         a = d.mean if deterministic else d.sample()
         obs, _, _, success = env.step(a.clamp(-1, 1), auto_reset=False)
         first[(first < 0) & success] = t + 1
+        if keep_frames:
+            seen.append(common.to_uint8(obs[:, -1].float().cpu()))
     torch.set_rng_state(cpu_state)
     if cuda_state is not None:
         torch.cuda.set_rng_state_all(cuda_state)
     k = int((first > 0).sum())
     steps = [int(s) for s in first if s > 0]
-    return {"episodes": episodes, "successes": k, "success_rate": k / episodes,
-            "ci95": common.wilson_interval(k, episodes),
-            "mean_steps_to_success": float(np.mean(steps)) if steps else None,
-            "steps_to_success": [int(s) if s > 0 else None for s in first]}
+    out = {"episodes": episodes, "successes": k, "success_rate": k / episodes,
+           "ci95": common.wilson_interval(k, episodes),
+           "mean_steps_to_success": float(np.mean(steps)) if steps else None,
+           "steps_to_success": [int(s) if s > 0 else None for s in first]}
+    if keep_frames:  # each episode ends at its first success, as a real episode does
+        seen = torch.stack(seen, 1).numpy()  # (episodes, horizon + 1, H, W, 3)
+        out["frames"] = [seen[i, :int(s) + 1 if s > 0 else horizon + 1] for i, s in enumerate(first)]
+    return out
 
 
-def keeps(score: float, best: float, bc: float, min_improvement: float) -> bool:
+@torch.no_grad()
+def mean_action_shift(pi, pi_bc, x: torch.Tensor, batch: int = 256) -> float:
+    """How far a policy has moved from BC: the root-mean-square distance ||mu(x) - mu_BC(x)|| between
+    their mean actions over the stacked frames x (n, S, 3, H, W), in action units (actions in [-1, 1]^D).
+    The frames are fixed real ones (the held-out episodes'), so every candidate is measured alike."""
+    dev = next(pi.parameters()).device
+    sq = []  # squared distances, (batch,) each
+    for xb in x.split(batch):
+        xb = xb.to(dev)
+        sq.append((pi.mean(xb) - pi_bc.mean(xb)).pow(2).sum(1))
+    return float(torch.cat(sq).mean().sqrt())
+
+
+def keeps(score: float, best: float, bc: float, min_improvement: float, shift: float = 0.0,
+          max_shift: float = 0.0) -> bool:
     """The stopping rule's test for a candidate policy: its held-out imagined success `score` beats the
-    best kept so far and beats BC's by `min_improvement`. It is only as honest as the classifier that
+    best kept so far and beats BC's by `min_improvement`, and its mean action is within `max_shift`
+    of BC's (`shift`, mean_action_shift; max_shift 0: no limit). It is only as honest as the classifier that
     scores it: a policy that fools the classifier passes (tests/test_trust.py)."""
-    return score > best and score >= bc + min_improvement
+    return score > best and score >= bc + min_improvement and (not max_shift or shift <= max_shift)
 
 
 # --- 2. GAE and the PPO losses ----------------------------------------------------------------
@@ -373,6 +407,11 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
     horizon = args.horizon or int(meta["max_steps"])
     train_starts = start_frames(args.data_dir, args.task, "train")
     heldout_starts = start_frames(args.data_dir, args.task, "heldout")
+    # The trust region's anchor: BC's mean action on every held-out frame, x_held (n, S, 3, H, W)
+    pi_bc = bc_mod.load_policy(task_dir / "bc.pt").to(device)
+    held = common.Transitions(common.list_episodes(args.data_dir, [args.task], split="heldout"), pi.cfg.frame_stack)
+    x_held = held.gather(*held.index.T)[0]
+    max_shift = args.max_action_shift if args.stopping_rule else 0.0
     pi.cfg.log_std_max = float(np.log(args.std_cap))  # saved with every refined checkpoint
     with torch.no_grad():
         pi.log_std.fill_(float(np.log(args.init_std)))
@@ -394,7 +433,7 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
     else:
         # The gap check: how does the BC policy fare in imagination, before any update?
         r = imagined_success(pi, wm, clf, heldout_starts, args.eval_episodes, horizon)
-        best = {"iteration": 0, "success_rate": r["success_rate"]}
+        best = {"iteration": 0, "success_rate": r["success_rate"], "mean_action_shift": 0.0}
         log["bc_imagined"] = r
         print(f"BC policy in imagination (mean action, {r['episodes']} held-out starts): "
               f"{r['success_rate']:.1%} -- compare with its real success (bc_eval.json) before trusting a run")
@@ -405,6 +444,8 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
     N = args.num_envs
     timing = {"policy": 0.0, "update": 0.0}
     t_start, steps_done = time.time(), 0
+    if "left_trust_region" in log:  # resuming a run that has already ended there
+        it0 = args.iterations
     bar = tqdm(range(it0, args.iterations), initial=it0, total=args.iterations, desc="ppo", unit="it")
     for it in bar:
         # --- 3a. Rollout in imagination, 3b. GAE ---
@@ -428,10 +469,14 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
             r = imagined_success(pi, wm, clf, heldout_starts, args.eval_episodes, horizon)
             timing["stopping_rule_eval"] = timing.get("stopping_rule_eval", 0.0) + time.time() - t0
             row["imagined_heldout_success"] = r["success_rate"]
-            if keeps(r["success_rate"], best["success_rate"], log["bc_imagined"]["success_rate"], args.min_improvement):
-                best = {"iteration": it + 1, "success_rate": r["success_rate"]}
+            row["mean_action_shift"] = shift = mean_action_shift(pi, pi_bc, x_held)
+            if keeps(r["success_rate"], best["success_rate"], log["bc_imagined"]["success_rate"], args.min_improvement,
+                     shift, max_shift):
+                best = {"iteration": it + 1, "success_rate": r["success_rate"], "mean_action_shift": shift}
                 bc_mod.save_policy(out / "refined.pt", "ppo", pi, seed=args.seed, iteration=it + 1,
                                    imagined=r["success_rate"])
+            if max_shift and shift > max_shift:  # left the trust region: later policies would not be kept
+                log["left_trust_region"] = {"iteration": it + 1, "mean_action_shift": shift}
         if after_iteration is not None:
             after_iteration(it + 1, pi, row)
         log["iterations"].append(row)
@@ -448,6 +493,10 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
                                best=best, log=json.dumps(log), seed=args.seed)
         if out_of_time:
             print(f"time budget of {args.max_minutes} min reached after iteration {it + 1}")
+            break
+        if "left_trust_region" in log:
+            print(f"mean action {log['left_trust_region']['mean_action_shift']:.3f} from BC's after iteration "
+                  f"{it + 1}, beyond --max-action-shift {max_shift}: refinement ends")
             break
     bar.close()
     if not args.stopping_rule:  # no stopping rule: refinement hands back whatever it ended with

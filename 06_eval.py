@@ -7,8 +7,9 @@ from the first frame of each of those real episodes, so every real episode has a
 twin from the same start, side by side with its real numbers -- refinement can only be
 trusted as far as these agree; and the classifier's per-step agreement on imagined vs real
 frames of held-out episodes replayed open-loop. World-model fidelity (PSNR/SSIM vs
-copy-last-frame, two-hot vs one-hot when both checkpoints exist). Videos of real rollouts
-and of real | imagined.
+copy-last-frame, two-hot vs one-hot when both checkpoints exist). Videos of real rollouts,
+of the world model's open loop against the real episode, and of the starts where the two worlds
+disagree (real failure, imagined success: what refinement may be exploiting).
 
 Reads the checkpoints of stages 2-5 and `data/cpu/<task>/`; writes
 `runs/cpu/<task>/eval/results.json`, `results.md` and videos.
@@ -54,7 +55,8 @@ class Args:
     fidelity_horizon: int = 16
     """H of the open-loop fidelity evaluation"""
     videos: int = 3
-    """real episodes per policy saved as video"""
+    """real episodes per policy saved as video, and as many starts where the real episode fails and
+    its imagined twin succeeds (disagree_<policy>.mp4: real on top, imagined below)"""
     workers: int = 2
     """processes for the real evaluation"""
     device: str = "auto"
@@ -125,6 +127,26 @@ def save_rollout_video(path: Path, frames: list[np.ndarray], scale: int = 4) -> 
     common.save_video(path, grid, fps=8)
 
 
+def save_disagreement_video(path: Path, real: dict, imagined: dict, real_frames: list[np.ndarray],
+                            imagined_frames: list[np.ndarray], n: int) -> int:
+    """Up to n paired starts where the real episode fails and its imagined twin succeeds: real on
+    top, imagined below, each held at its last frame. These are the states refinement may be
+    exploiting; one look tells a classifier that fires on real frames from a world model that
+    imagines a success the simulator does not make. Returns how many were saved (no file if 0)."""
+    pick = [i for i in range(len(real_frames))
+            if real["steps_to_success"][i] is None and imagined["steps_to_success"][i] is not None][:n]
+    if not pick:
+        return 0
+    pairs = []
+    for i in pick:
+        r, im = real_frames[i], imagined_frames[i]  # (L+1, H, W, 3) uint8 each
+        L = max(len(r), len(im))
+        hold = lambda f: np.concatenate([f, np.repeat(f[-1:], L - len(f), 0)])  # noqa: E731
+        pairs.append(np.concatenate([hold(r), hold(im)], axis=1))  # (L, 2H, W, 3)
+    save_rollout_video(path, pairs)
+    return len(pick)
+
+
 def markdown(results: dict) -> str:
     im_cfg = results.get("imagination")
     lines = [f"### {results['task']}: real success on {results['episodes']} seeded episodes"
@@ -172,7 +194,9 @@ def markdown(results: dict) -> str:
                   + " | ".join(f"{r['imagined_train_success']:.2f}" if "imagined_train_success" in r else "-" for r in its) + " |",
                   "| imagined success, held-out starts (mean action) | "
                   + " | ".join(f"{r['imagined_heldout_success']:.2f}" if "imagined_heldout_success" in r else "-"
-                               for r in its) + " |"]
+                               for r in its) + " |",
+                  "| mean-action shift from BC, held-out frames | "
+                  + " | ".join(f"{r['mean_action_shift']:.3f}" if "mean_action_shift" in r else "-" for r in its) + " |"]
     if "classifier_agreement" in results:
         a = results["classifier_agreement"]
         lines += ["", f"Classifier on imagined vs real frames of {a['episodes']} held-out episodes replayed "
@@ -234,7 +258,11 @@ def main(args: Args) -> dict:
         if imagine:
             starts = torch.from_numpy(np.stack([f[0] for f in frames[:n_paired]]))  # (n, H, W, 3)
             im = ppo_mod.imagined_success(pi.to(device), wm, clf, starts, args.imagined_episodes,
-                                          int(pi.cfg.env["max_steps"]))
+                                          int(pi.cfg.env["max_steps"]), keep_frames=args.videos > 0)
+            im_frames = im.pop("frames", [])
+            if im_frames:
+                save_disagreement_video(out / f"disagree_{name.replace('/', '_')}.mp4", r, im,
+                                        frames[:n_paired], im_frames, args.videos)
             results["policies"][name]["imagined"] = im
             results["policies"][name]["gap"] = simulator_gap(r, im)
             results["policies"][name]["paired"] = paired_gap(r, im, frames[:n_paired], clf)
@@ -244,7 +272,8 @@ def main(args: Args) -> dict:
     for log_path in sorted(task_dir.glob("ppo_seed*/log.json")):
         lg = json.loads(log_path.read_text())
         if "best" in lg:  # a finished run
-            its = [{"iteration": 0, "imagined_heldout_success": lg["bc_imagined"]["success_rate"]}, *lg["iterations"]]
+            its = [{"iteration": 0, "imagined_heldout_success": lg["bc_imagined"]["success_rate"],
+                    "mean_action_shift": 0.0}, *lg["iterations"]]
             results.setdefault("ppo_curves", {})[log_path.parent.name] = {
                 "iterations": its, "kept": lg["best"]["iteration"], "time_share": lg["time_share"],
                 "imagined_steps_per_s": lg["imagined_steps_per_s"]}

@@ -19,6 +19,8 @@ RUN=${1:-runs/gpu}
 DEV=${DEV:-cuda}
 WM_MIN=${WM_MIN:-3}; BATCH=${BATCH:-128}
 PPO_MIN=${PPO_MIN:-1}; ENVS=${ENVS:-256}; EVAL_EPISODES=${EVAL_EPISODES:-128}; SEEDS=${SEEDS:-"0 1 2"}
+# 05's trust region around BC, measured at the CPU defaults only: 0 (off) reproduces the GPU run;
+# MAX_SHIFT=0.3 tries the CPU default here
 mkdir -p "$RUN/$TASK"
 for f in bc.pt reward.pt bc_eval.json reward_metrics.json; do
   [ -f "$RUN/$TASK/$f" ] || cp "$SRC/$f" "$RUN/$TASK/$f"
@@ -31,6 +33,6 @@ for S in $SEEDS; do
   echo "[$(date +%T)] 05 ppo seed $S, $PPO_MIN min, $ENVS envs"
   python 05_ppo_refine.py --task "$TASK" --data-dir "$DATA" --run-dir "$RUN" --num-envs "$ENVS" \
     --iterations 1000 --max-minutes "$PPO_MIN" --eval-every 4 --eval-episodes "$EVAL_EPISODES" \
-    --init-std 0.1 --precision fp32 --device "$DEV" --seed "$S"
+    --init-std 0.1 --precision fp32 --device "$DEV" --seed "$S" --max-action-shift "${MAX_SHIFT:-0}"
 done
 echo "[$(date +%T)] done: now python 06_eval.py --task $TASK --data-dir $DATA --run-dir $RUN"

@@ -22,6 +22,8 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-data/six}                 # stage-1 dataset holding the six tasks
 SRC=${SRC:-runs/six}                   # <task>/bc.pt and <task>/reward.pt from benchmarks/six_tasks.sh
 RUN=${1:-runs/gpu_six}
+# 05's trust region around BC, measured at the CPU defaults only: 0 (off) reproduces the table in
+# docs/RESULTS.md; MAX_SHIFT=0.3 tries the CPU default here
 DEV=${DEV:-cuda}
 TASKS=${TASKS:-"coffee-pull lever-pull soccer door-lock button-press drawer-close"}
 WM_MIN=${WM_MIN:-4}; BATCH=${BATCH:-256}     # the measured run (docs/RESULTS.md)
@@ -52,7 +54,8 @@ PIDS=""
 for T in $TASKS; do
   python 05_ppo_refine.py --task "$T" --data-dir "$DATA" --run-dir "$RUN" --num-envs "$ENVS" \
     --iterations 1000 --max-minutes "$PPO_MIN" --eval-every 4 --eval-episodes "$EVAL_EPISODES" \
-    --init-std 0.1 --precision fp32 --device "$DEV" --seed "$SEED" > "$RUN/log_ppo_$T.txt" 2>&1 &
+    --init-std 0.1 --precision fp32 --device "$DEV" --seed "$SEED" --max-action-shift "${MAX_SHIFT:-0}" \
+    > "$RUN/log_ppo_$T.txt" 2>&1 &
   PIDS="$PIDS $!"
 done
 FAIL=0

@@ -58,7 +58,7 @@ run python 02_world_model.py --tasks "$TASK" --data-dir "$DK" --run-dir "$RK"
 [ -f "$RK/$TASK/reward_metrics.json" ] || run python 03_reward.py --task "$TASK" --data-dir "$DK" --run-dir "$RK"
 for S in $SEEDS; do
   SP=""; [ "$S" = 0 ] || SP="--seed $S"
-  [ -f "$RK/$TASK/ppo_seed$S/log.json" ] || run python 05_ppo_refine.py --task "$TASK" --data-dir "$DK" --run-dir "$RK" $SP
+  [ -f "$RK/$TASK/ppo_seed$S/log.json" ] || run python 05_ppo_refine.py --task "$TASK" --data-dir "$DK" --run-dir "$RK" --max-action-shift 0 $SP
 done
 run python 06_eval.py --task "$TASK" --data-dir "$DK" --run-dir "$RK"
 echo "done: $RK/$TASK/eval/results.md"

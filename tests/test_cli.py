@@ -61,6 +61,7 @@ def test_enum_flags_are_checked_by_the_parser():
     ("benchmarks/decoys.py", {"--data-dir", "--tasks", "--num-decoy", "--shift", "--mode", "--max-short"}),
     ("benchmarks/persistence_sweep.py", {"--run-dir", "--task", "--episodes", "--seed-offset", "--persist"}),
     ("benchmarks/ppo_real_curve.py", {"--run-dir", "--task", "--real-every", "--real-episodes", "--target-kl"}),
+    ("benchmarks/overoptimization.py", {"--run-dir", "--task", "--real-episodes", "--eval-seed", "--eval-every"}),
 ])
 def test_benchmark_help(script, flags):
     got, _ = help_flags(script)

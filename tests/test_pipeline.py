@@ -86,6 +86,19 @@ def test_all_six_stages(tmp_path, monkeypatch):
         assert log["best"]["iteration"] == kept and ck["iteration"] == kept
         same_as_bc = all(torch.equal(ck["policy"][k], v) for k, v in bc_state.items() if k != "log_std")  # mean action
         assert same_as_bc == (kept == 0)
+    # the trust region (--max-action-shift): a policy beyond it is not kept, however well it scores,
+    # and refinement ends at the first one; a second call resumes into the ended run and adds nothing
+    scores, shifts = iter([0.5, 0.6, 0.7, 0.9, 0.95]), iter([0.1, 0.2, 0.4, 0.5])
+    monkeypatch.setattr(ppo, "imagined_success", lambda *a, **k: {
+        "episodes": 4, "successes": 0, "success_rate": next(scores), "ci95": (0.0, 1.0),
+        "mean_steps_to_success": None, "steps_to_success": []})
+    monkeypatch.setattr(ppo, "mean_action_shift", lambda *a, **k: next(shifts))
+    args = ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=4, critic_warmup=0, eval_every=1,
+                    eval_episodes=4, max_action_shift=0.3, seed=5)
+    log = ppo.main(args)
+    assert log["best"]["iteration"] == 2 and log["best"]["mean_action_shift"] == 0.2
+    assert len(log["iterations"]) == 3 and log["left_trust_region"] == {"iteration": 3, "mean_action_shift": 0.4}
+    assert len(ppo.main(args)["iterations"]) == 3
     monkeypatch.undo()
     # no stopping rule and another std cap: refined.pt is the last iteration, with the cap in its config
     log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=3, critic_warmup=0,
@@ -94,6 +107,12 @@ def test_all_six_stages(tmp_path, monkeypatch):
     assert ck["iteration"] == 3 and log["best"]["iteration"] == 3
     assert ck["config"]["log_std_max"] == pytest.approx(np.log(2.0))
     assert log["best"]["success_rate"] == log["iterations"][-1]["imagined_heldout_success"]
+    # the logged shift is the distance of the mean actions on the held-out frames, recomputed here
+    held = common.Transitions(common.list_episodes(d, [TINY], split="heldout"), 2)
+    frames = held.gather(*held.index.T)[0]  # (n, 2, 3, 16, 16)
+    mu_last, mu_bc = (bc_mod.load_policy(p).mean(frames) for p in (t / "ppo_seed4" / "refined.pt", t / "bc.pt"))
+    want = float((mu_last - mu_bc).pow(2).sum(1).mean().sqrt())
+    assert want > 0 and log["iterations"][-1]["mean_action_shift"] == pytest.approx(want, rel=1e-4)
     # a second run of stage 2 returns at once with the saved report instead of retraining
     again = wm_mod.main(wm_mod.Args(tasks=[TINY], data_dir=d, run_dir=r, history=2, channels=(8, 16), cond_dim=32,
                                     steps=30, eval_horizon=4))
@@ -160,3 +179,13 @@ def test_gap_report_detects_wrong_world_model(tiny_data, tmp_path):
     assert q["table"]["real_fail_imagined_success"] >= fails - 3 and q["agreement"] < 0.3
     # and the gap of a world model that is exactly right is small: compare the policy with itself
     assert ev.simulator_gap(real, real)["trusted"]
+    # 06's disagreement video: the imagined twins' frames start at the real first frame, end at the
+    # first imagined success, and the video holds exactly the real-fail / imagined-success starts
+    kept = ppo.imagined_success(pi, ShowsSuccessEarly(2, 16), clf, torch.from_numpy(starts), 20, 10, keep_frames=True)
+    assert kept["steps_to_success"] == imagined["steps_to_success"]
+    assert [len(f) for f in kept["frames"]] == [s + 1 if s else 11 for s in kept["steps_to_success"]]
+    assert all(np.array_equal(f[0], s) for f, s in zip(kept["frames"], starts))
+    n = ev.save_disagreement_video(tmp_path / "disagree.mp4", real, kept, frames, kept["frames"], 3)
+    assert n == min(3, q["table"]["real_fail_imagined_success"]) > 0 and (tmp_path / "disagree.mp4").stat().st_size
+    assert ev.save_disagreement_video(tmp_path / "none.mp4", real, real, frames, frames, 3) == 0
+    assert not (tmp_path / "none.mp4").exists()

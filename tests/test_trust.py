@@ -1,5 +1,6 @@
 """Keeping refinement honest: a deliberately exploitable reward classifier, a policy that exploits it,
-and the refine -> collect -> retrain loop (`ROUNDS=2 bash run_all.sh`) that takes the exploit away.
+the trust region around the starting policy that keeps the stopping rule from taking it, and the
+refine -> collect -> retrain loop (`ROUNDS=2 bash run_all.sh`) that takes the exploit away.
 
 The glitchy tiny env lights a lamp when the task is solved and, by a glitch, in the bottom-left
 corner. The data holds no episode that reaches that corner, so the classifier learns "lamp = success"
@@ -77,6 +78,12 @@ def test_round_two_takes_the_exploit_away(tmp_path):
     im1 = imagined(clf1)
     assert im1["exploit"] >= 0.9 and abs(im1["honest"] - real["honest"]) <= 0.15, (im1, real)
     assert ppo.keeps(im1["exploit"], im1["honest"], im1["honest"], min_improvement=0.05)
+    # unless the rule also holds the policy near where it started (05's --max-action-shift): on the
+    # data's held-out frames the exploit's mean action is 1.98 from the honest one's, beyond the budget
+    held = common.Transitions(common.list_episodes(d, [GLITCHY], split="heldout"), honest.cfg.frame_stack)
+    shift = ppo.mean_action_shift(exploit, honest, held.gather(*held.index.T)[0])
+    assert len(held.index) > 0 and abs(shift - 1.98) < 1e-3, shift
+    assert not ppo.keeps(im1["exploit"], im1["honest"], im1["honest"], 0.05, shift, ppo.Args.max_action_shift)
     # the loop: real rollouts of the kept policy, labelled by the env (all failures), join the data,
     # and the classifier is trained again from scratch on it
     collect.main(collect.Args(tasks=[GLITCHY], data_dir=d, policy=tmp_path / "exploit.pt", num_policy=40,

@@ -1,0 +1,125 @@
+"""How far PPO can push the policy before imagination stops telling the truth: stage 5 as it is,
+with every candidate of its stopping rule kept and scored the way `06_eval.py` scores a policy.
+
+The learned reward (classifier on world-model frames) is a proxy for real success. Optimising a
+proxy first raises both, then only the proxy (Gao et al., *Scaling Laws for Reward Model
+Overoptimization*, ICML 2023, measure this against the KL distance from the starting policy). This
+script draws that curve for one PPO seed: for iteration 0 (BC) and every `--eval-every`-th
+iteration, how far the mean action has moved from BC's on the held-out episodes' frames, the
+stopping rule's own score (held-out imagined success), and on 06's paired starts the imagined
+success, the real success, the gap and how often the classifier fires on real failures.
+Refinement never sees these real episodes. Docs: docs/RESULTS.md, "How far PPO can go".
+
+    python benchmarks/overoptimization.py --task button-press --run-dir runs/oo --seed 0
+        # writes runs/oo/button-press/ppo_seed0/overoptimization.{json,md}; about PPO's time plus
+        # half a minute per candidate on 2 cores. The run dir needs world_model.pt and the task's
+        # bc.pt and reward.pt (copy or link them from runs/cpu); PPO resumes, scored candidates are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402
+
+ppo = common.import_stage("05_ppo_refine")
+bc_mod = common.import_stage("04_bc")
+wm_mod = common.import_stage("02_world_model")
+reward_mod = common.import_stage("03_reward")
+eval_mod = common.import_stage("06_eval")
+
+
+@dataclasses.dataclass
+class Args(ppo.Args):
+    max_action_shift: float = 0.0
+    """as in 05_ppo_refine.py; here 0 (no limit) by default, so the curve goes on past stage 5's trust region"""
+    real_episodes: int = 100
+    """real episodes per candidate, on 06_eval.py's seeds (offset `--eval-seed` x 100,000); each has an
+    imagined twin from its first frame"""
+    eval_seed: int = 0
+    """06_eval.py's --seed: which block of evaluation seeds"""
+    workers: int = 2
+    """processes for the real episodes"""
+
+
+def markdown(rows: list[dict], task: str, seed: int) -> str:
+    head = (f"# {task}, PPO seed {seed}: imagination against reality along the run\n\n"
+            "| iteration | mean-action shift from BC | held-out imagined (stopping rule) | 06 starts: imagined "
+            "| real (95% CI) | imagined - real | classifier fires on real failures |\n"
+            "| --- | --- | --- | --- | --- | --- | --- |\n")
+    lines = []
+    for r in rows:
+        lo, hi = r["real_ci95"]
+        lines.append(f"| {r['iteration']} | {r['mean_action_shift']:.3f} | {r['heldout_imagined']:.1%} "
+                     f"| {r['imagined']:.0%} | {r['real']:.0%} ({lo:.0%}-{hi:.0%}) | {r['gap'] * 100:+.0f} "
+                     f"| {r['fires']} of {r['real_failures']} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def main(args: Args) -> list[dict]:
+    task_dir = args.run_dir / common.task_slug(args.task)
+    for need in (args.run_dir / "world_model.pt", task_dir / "bc.pt", task_dir / "reward.pt"):
+        if not need.exists():
+            common.fail(f"{need} is missing; copy or link it from the main run (e.g. runs/cpu) into --run-dir")
+    out = task_dir / f"ppo_seed{args.seed}"
+    cand_dir = out / "candidates"
+    cand_dir.mkdir(parents=True, exist_ok=True)
+    pi_bc = bc_mod.load_policy(task_dir / "bc.pt")
+    # Held-out frames as the policy sees them: (n, S, 3, H, W) for every step of every held-out episode
+    held = common.Transitions(common.list_episodes(args.data_dir, [args.task], split="heldout"), pi_bc.cfg.frame_stack)
+    x_held = held.gather(*held.index.T)[0]
+    heldout_score = {}
+
+    def keep_candidate(iteration: int, pi, row: dict) -> None:
+        if "imagined_heldout_success" in row:  # the stopping rule scored this iteration
+            bc_mod.save_policy(cand_dir / f"it{iteration:03d}.pt", "ppo", pi, seed=args.seed, iteration=iteration,
+                               imagined=row["imagined_heldout_success"])
+
+    log = ppo.main(args, after_iteration=keep_candidate)
+    heldout_score[0] = log["bc_imagined"]["success_rate"]
+    heldout_score.update({r["iteration"]: r["imagined_heldout_success"] for r in log["iterations"]
+                          if "imagined_heldout_success" in r})
+
+    device = common.pick_device(args.device)
+    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task)
+    clf = reward_mod.load_reward(task_dir / "reward.pt").to(device)
+    seeds = common.eval_seeds(args.real_episodes, offset=args.eval_seed * 100_000)
+    cache = out / "overoptimization.json"
+    rows = {r["iteration"]: r for r in json.loads(cache.read_text())} if cache.exists() else {}
+    candidates = {0: task_dir / "bc.pt", **{int(p.stem[2:]): p for p in sorted(cand_dir.glob("it*.pt"))}}
+    for it, path in candidates.items():
+        if it in rows:
+            continue
+        pi = bc_mod.load_policy(path)
+        real = common.evaluate_real(bc_mod.load_policy, path, args.task, pi.cfg.env, seeds, args.workers,
+                                    keep_frames=args.real_episodes, desc=f"real it {it}")
+        frames = real.pop("frames")
+        starts = torch.from_numpy(np.stack([f[0] for f in frames]))  # (n, H, W, 3): 06's paired starts
+        im = ppo.imagined_success(pi.to(device), wm, clf, starts, len(frames), int(pi.cfg.env["max_steps"]))
+        paired = eval_mod.paired_gap(real, im, frames, clf)
+        rows[it] = {"iteration": it, "mean_action_shift": ppo.mean_action_shift(pi.cpu(), pi_bc, x_held),
+                    "heldout_imagined": heldout_score.get(it), "imagined": im["success_rate"],
+                    "real": real["success_rate"], "real_ci95": real["ci95"],
+                    "gap": im["success_rate"] - real["success_rate"],
+                    "fires": paired["classifier_fires_on_real_failures"],
+                    "real_failures": len(frames) - paired["real_successes"], "agreement": paired["agreement"]}
+        ordered = [rows[k] for k in sorted(rows)]
+        common.atomic_write(cache, lambda f: f.write(json.dumps(ordered, indent=1)), binary=False)
+        print(f"it {it}: shift {rows[it]['mean_action_shift']:.3f}, imagined {im['success_rate']:.0%}, "
+              f"real {real['success_rate']:.0%}")
+    ordered = [rows[k] for k in sorted(rows)]
+    md = markdown(ordered, args.task, args.seed)
+    common.atomic_write(out / "overoptimization.md", lambda f: f.write(md), binary=False)
+    print(md)
+    return ordered
+
+
+if __name__ == "__main__":
+    common.run_main(main, Args)
