@@ -444,8 +444,22 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
     N = args.num_envs
     timing = {"policy": 0.0, "update": 0.0}
     t_start, steps_done = time.time(), 0
-    if "left_trust_region" in log:  # resuming a run that has already ended there
-        it0 = args.iterations
+    ended = log.pop("left_trust_region", None)  # a resumed run that ended at the trust region's edge
+    if ended and max_shift and ended["mean_action_shift"] > max_shift:
+        log["left_trust_region"], it0 = ended, args.iterations  # still beyond it: nothing to add
+    elif ended:  # the limit was lifted or widened: go on as an unlimited run would have, from the policy
+        row = log["iterations"][-1]  # that left (the one in state.pt), scored under the new limit
+        if keeps(row["imagined_heldout_success"], best["success_rate"], log["bc_imagined"]["success_rate"],
+                 args.min_improvement, row["mean_action_shift"], max_shift):
+            best = {"iteration": it0, "success_rate": row["imagined_heldout_success"],
+                    "mean_action_shift": row["mean_action_shift"]}
+            bc_mod.save_policy(out / "refined.pt", "ppo", pi, seed=args.seed, iteration=it0,
+                               imagined=best["success_rate"])
+        print(f"--max-action-shift {max_shift or 'off'}: refinement goes on past iteration {it0}")
+    elif max_shift and best.get("mean_action_shift", 0.0) > max_shift:
+        common.fail(f"{out} kept iteration {best['iteration']} at mean-action shift {best['mean_action_shift']:.3f}, "
+                    f"beyond --max-action-shift {max_shift}: it was refined with another limit; pass that "
+                    f"limit (0: none) or delete the folder to refine again")
     bar = tqdm(range(it0, args.iterations), initial=it0, total=args.iterations, desc="ppo", unit="it")
     for it in bar:
         # --- 3a. Rollout in imagination, 3b. GAE ---

@@ -62,7 +62,7 @@ case "$ROUNDS" in [1-9]) ;; *) echo "error: ROUNDS must be a number from 1 to 9,
 # rounds to come, real rollouts between rounds do that job instead, and round 1's refined policy is
 # the probe whose real failures teach the next round's models: refine without the limit. The round
 # loop and the GPU profile are measured that way (docs/RESULTS.md); the limit is measured at the
-# CPU defaults only.
+# CPU defaults only. (After the main command, ROUNDS=2 resumes its round-1 run past the limit.)
 if [ "$ROUNDS" != 1 ] || [ "$PROFILE" = gpu ]; then PPO_FLAGS="$PPO_FLAGS --max-action-shift 0"; fi
 [ "$CAM" = corner ] || { DATA=$DATA-$CAM; RUNS=$RUNS-$CAM; }
 # Flags only where they differ from the defaults, so the CPU commands read as the docstrings do.

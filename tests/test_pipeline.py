@@ -1,5 +1,6 @@
 """End to end: all six stages on the tiny env; and the simulator-gap report catching a wrong world model."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -99,6 +100,14 @@ def test_all_six_stages(tmp_path, monkeypatch):
     assert log["best"]["iteration"] == 2 and log["best"]["mean_action_shift"] == 0.2
     assert len(log["iterations"]) == 3 and log["left_trust_region"] == {"iteration": 3, "mean_action_shift": 0.4}
     assert len(ppo.main(args)["iterations"]) == 3
+    # with the limit lifted, the run goes on as an unlimited one would: the policy that left is kept
+    # after all (0.9 beats 0.7), then iteration 4's (0.95); the finished run no longer fits a 0.3 limit
+    log = ppo.main(dataclasses.replace(args, max_action_shift=0.0))
+    assert len(log["iterations"]) == 4 and "left_trust_region" not in log
+    assert log["best"] == {"iteration": 4, "success_rate": 0.95, "mean_action_shift": 0.5}
+    assert torch.load(t / "ppo_seed5" / "refined.pt", weights_only=True)["iteration"] == 4
+    with pytest.raises(common.UserError, match="max-action-shift"):
+        ppo.main(args)
     monkeypatch.undo()
     # no stopping rule and another std cap: refined.pt is the last iteration, with the cap in its config
     log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=3, critic_warmup=0,
@@ -111,7 +120,7 @@ def test_all_six_stages(tmp_path, monkeypatch):
     held = common.Transitions(common.list_episodes(d, [TINY], split="heldout"), 2)
     frames = held.gather(*held.index.T)[0]  # (n, 2, 3, 16, 16)
     mu_last, mu_bc = (bc_mod.load_policy(p).mean(frames) for p in (t / "ppo_seed4" / "refined.pt", t / "bc.pt"))
-    want = float((mu_last - mu_bc).pow(2).sum(1).mean().sqrt())
+    want = float((mu_last - mu_bc).pow(2).sum(1).mean().sqrt().detach())
     assert want > 0 and log["iterations"][-1]["mean_action_shift"] == pytest.approx(want, rel=1e-4)
     # a second run of stage 2 returns at once with the saved report instead of retraining
     again = wm_mod.main(wm_mod.Args(tasks=[TINY], data_dir=d, run_dir=r, history=2, channels=(8, 16), cond_dim=32,
