@@ -38,9 +38,10 @@ TensorBoard. Departures from the paper (GAE-lambda value targets, the trust regi
 rule): docs/DEVIATIONS.md, "Refinement".
 
     python 05_ppo_refine.py --task button-press
-        # BC policy in imagination (mean action, 128 held-out starts): 66.4% -- compare with ...
-        # kept iteration 28 (held-out imagined success 99.2%); 183.5 imagined steps/s; ...
-        #                                          (~24 min on 2 cores with AMX; 32 iterations)
+        # BC policy in imagination (mean action, 128 held-out starts): 65.6% -- compare with ...
+        # mean action 0.318 from BC's after iteration 20, beyond --max-action-shift 0.3: refinement ends
+        # kept iteration 16 (held-out imagined success 74.2%); 226.5 imagined steps/s; ...
+        #                      (~12 min on 2 cores with AVX-512 bf16; another machine, other digits)
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ class Args:
     """a trust region around BC for the stopping rule: a scored policy is kept only if its mean action lies
     within this root-mean-square distance of BC's on the held-out episodes' frames (actions in [-1, 1]^D),
     and refinement ends at the first scored policy beyond it. Past it, on button-press, imagined success
-    climbed to 94-100% while real success stayed or fell (docs/RESULTS.md, "How far PPO can go"). 0: no limit"""
+    climbed to 79-100% on 06's starts while real success ended at 49-66% (docs/RESULTS.md, "How far PPO
+    can go"). 0: no limit"""
     stopping_rule: bool = True
     """keep the best-scoring policy (BC included) as refined.pt; off (--no-stopping-rule): keep the last"""
     precision: Literal["auto", "fp32", "bf16"] = "auto"

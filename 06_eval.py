@@ -16,7 +16,7 @@ Reads the checkpoints of stages 2-5 and `data/cpu/<task>/`; writes
 
     python 06_eval.py --task button-press
         # bc: real 31.0% (22.8%-40.6%), imagined 37.0%
-        # ppo_seed0/refined: real 68.0% (58.3%-76.3%), imagined 100.0%
+        # ppo_seed0/refined: real 48.0% (38.5%-57.7%), imagined 45.0%
         # then the tables of results.md                                          (~1 min on 2 cores)
 """
 
