@@ -121,7 +121,7 @@ def test_loss_on_F_is_edm_weighted_loss_on_D():
     lam = 1 / c_out**2
     loss_D = (lam * (D(x_noisy, sigma, frames, actions, mask) - x0).pow(2).flatten(1).mean(1)).mean()
     assert float(loss_F.detach()) == pytest.approx(float(loss_D.detach()), rel=1e-4)
-    assert float(loss_F) > 0.01  # not a trivial zero
+    assert float(loss_F.detach()) > 0.01  # not a trivial zero
 
 
 def test_value_loss_and_conditioning_noise_and_ema():
