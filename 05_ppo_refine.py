@@ -449,8 +449,8 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
     ended = log.pop("left_trust_region", None)  # a resumed run that ended at the trust region's edge
     if ended and max_shift and ended["mean_action_shift"] > max_shift:
         log["left_trust_region"], it0 = ended, args.iterations  # still beyond it: nothing to add
-    elif ended:  # the limit was lifted or widened: go on as an unlimited run would have, from the policy
-        row = log["iterations"][-1]  # that left (the one in state.pt), scored under the new limit
+    elif ended:  # the limit was lifted or widened: the policy that left (the one in state.pt) is scored
+        row = log["iterations"][-1]  # again under the new limit, and refinement goes on from it
         if keeps(row["imagined_heldout_success"], best["success_rate"], log["bc_imagined"]["success_rate"],
                  args.min_improvement, row["mean_action_shift"], max_shift):
             best = {"iteration": it0, "success_rate": row["imagined_heldout_success"],

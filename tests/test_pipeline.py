@@ -100,8 +100,9 @@ def test_all_six_stages(tmp_path, monkeypatch):
     assert log["best"]["iteration"] == 2 and log["best"]["mean_action_shift"] == 0.2
     assert len(log["iterations"]) == 3 and log["left_trust_region"] == {"iteration": 3, "mean_action_shift": 0.4}
     assert len(ppo.main(args)["iterations"]) == 3
-    # with the limit lifted, the run goes on as an unlimited one would: the policy that left is kept
-    # after all (0.9 beats 0.7), then iteration 4's (0.95); the finished run no longer fits a 0.3 limit
+    # with the limit lifted, the run goes on, and its stopping rule chooses as an unlimited one would: the
+    # policy that left is kept after all (0.9 beats 0.7), then iteration 4's (0.95); the finished run no
+    # longer fits a 0.3 limit
     log = ppo.main(dataclasses.replace(args, max_action_shift=0.0))
     assert len(log["iterations"]) == 4 and "left_trust_region" not in log
     assert log["best"] == {"iteration": 4, "success_rate": 0.95, "mean_action_shift": 0.5}
