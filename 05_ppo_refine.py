@@ -390,6 +390,13 @@ def start_frames(data_dir: Path, task: str, split: str) -> torch.Tensor:
     return torch.from_numpy(np.stack([common.load_episode(p)["frames"][0] for p in paths]))
 
 
+def heldout_frames(data_dir: Path, task: str, frame_stack: int) -> torch.Tensor:
+    """Every step of the task's held-out episodes as the policy sees it, (n, S, 3, H, W): the fixed real
+    frames on which mean_action_shift measures a policy's distance from BC."""
+    held = common.Transitions(common.list_episodes(data_dir, [task], split="heldout"), frame_stack)
+    return held.gather(*held.index.T)[0]
+
+
 # --- 3. The refinement loop ---------------------------------------------------------------------
 def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict], None] | None = None) -> dict:
     """The refinement loop. `after_iteration(iteration, policy, row)`, optional, runs after each
@@ -411,8 +418,7 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
     heldout_starts = start_frames(args.data_dir, args.task, "heldout")
     # The trust region's anchor: BC's mean action on every held-out frame, x_held (n, S, 3, H, W)
     pi_bc = bc_mod.load_policy(task_dir / "bc.pt").to(device)
-    held = common.Transitions(common.list_episodes(args.data_dir, [args.task], split="heldout"), pi.cfg.frame_stack)
-    x_held = held.gather(*held.index.T)[0]
+    x_held = heldout_frames(args.data_dir, args.task, pi.cfg.frame_stack)
     max_shift = args.max_action_shift if args.stopping_rule else 0.0
     pi.cfg.log_std_max = float(np.log(args.std_cap))  # saved with every refined checkpoint
     with torch.no_grad():

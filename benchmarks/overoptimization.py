@@ -72,9 +72,7 @@ def main(args: Args) -> list[dict]:
     cand_dir = out / "candidates"
     cand_dir.mkdir(parents=True, exist_ok=True)
     pi_bc = bc_mod.load_policy(task_dir / "bc.pt")
-    # Held-out frames as the policy sees them: (n, S, 3, H, W) for every step of every held-out episode
-    held = common.Transitions(common.list_episodes(args.data_dir, [args.task], split="heldout"), pi_bc.cfg.frame_stack)
-    x_held = held.gather(*held.index.T)[0]
+    x_held = ppo.heldout_frames(args.data_dir, args.task, pi_bc.cfg.frame_stack)  # (n, S, 3, H, W), as stage 5's
     heldout_score = {}
 
     def keep_candidate(iteration: int, pi, row: dict) -> None:
