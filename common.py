@@ -123,12 +123,16 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def bf16_fast(device) -> bool:
-    """Whether bfloat16 matmuls/convolutions run faster than fp32 here: CUDA with bf16, or a CPU
-    with AVX-512 bf16 or AMX (elsewhere bf16 is emulated and slower than fp32)."""
+    """Whether bf16 autocast trains this project's networks faster than fp32 here: a CPU with
+    AVX-512 bf16 or AMX (elsewhere on a CPU bf16 is emulated and slower). Not on a GPU: there fp32
+    already runs its matmuls and convolutions in TF32 on the tensor cores (`pick_device`), and at
+    48x48 the small U-Net is launch-bound, so autocast's casts are extra kernels that cost more than
+    bf16 saves (an H200: 2,963 samples/s in fp32 against 2,289 in bf16, docs/RESULTS.md). Larger
+    images or networks may turn this around: `--precision bf16` asks for it."""
     import torch
 
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return False
     cpu = torch.cpu
     return bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)()
                 or getattr(cpu, "_is_avx512_bf16_supported", lambda: False)())
@@ -138,8 +142,8 @@ def autocast(device, precision: str = "auto"):
     """The one switch for reduced precision, so the algorithm reads the same with it on or off.
 
     `bf16`: convolutions and matmuls in bfloat16 (torch.autocast), weights, optimiser states,
-    norms and losses in fp32; `fp32`: nothing changes; `auto`: bf16 where `bf16_fast(device)`.
-    On a CPU with AMX a bf16 matmul runs several times faster than fp32 (docs/RESULTS.md)."""
+    norms and losses in fp32; `fp32`: nothing changes (TF32 on a GPU); `auto`: bf16 where
+    `bf16_fast(device)`. On a CPU with AMX a bf16 matmul runs several times faster than fp32 (docs/RESULTS.md)."""
     import contextlib
 
     import torch

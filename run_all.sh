@@ -42,9 +42,7 @@ if [ "$PROFILE" = gpu ]; then
   GPU=${DEVICE:-cuda}
   WM_FLAGS="--channels 32 64 64 64 --steps 6000 --batch-size 128 --device $GPU"; PPO_FLAGS="--iterations 60 --device $GPU"
   DEV="--device $GPU"
-  # a GPU machine has cores to spare: simulator workers up to 8, and the PPO seeds side by side
-  # (each is launch-bound at 48x48, so three share one GPU almost for free; same results as in turn)
-  WORKERS_DEFAULT=$(( CORES < 8 ? CORES : 8 )); PARALLEL_DEFAULT=1
+  WORKERS_DEFAULT=$(( CORES < 8 ? CORES : 8 ))  # a GPU machine has cores to spare for the simulator
 elif [ "$PROFILE" = class ]; then  # every stage on real Meta-World within a class period; refinement is short
   DATA=data/class; RUNS=runs/class; PPO_SEEDS=${PPO_SEEDS:-0}; DEV=""
   BC_FLAGS="--eval-episodes 20"; ROLLOUTS=50  # the default data and BC: the same starting policy
@@ -56,7 +54,6 @@ else
   echo "error: PROFILE must be cpu, class or gpu, not '$PROFILE'" >&2; exit 2
 fi
 WORKERS=${WORKERS:-${WORKERS_DEFAULT:-2}}  # simulator processes for 01, 04's and 06's real episodes
-PARALLEL=${PARALLEL:-${PARALLEL_DEFAULT:-0}}  # 1: the PPO seeds run at once, each with its own log
 if [ "$SMOKE" = 1 ]; then  # token budgets (later flags win): the commands run, the numbers mean nothing
   DATA=$DATA-smoke; RUNS=$RUNS-smoke; COLLECT_FLAGS="--scale 0.1"; ROLLOUTS=4
   BC_FLAGS="$BC_FLAGS --steps 20 --eval-episodes 2"; WM_FLAGS="$WM_FLAGS --steps 10"; RW_FLAGS="$RW_FLAGS --steps 10"
@@ -81,34 +78,9 @@ D=""; R=""; C=""; S=""; W=""
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 look() { echo "  -> look at: $*"; }  # what each stage's output means
 run() { echo "+ $*"; "$@"; }
-# 05 for every seed of $PPO_SEEDS not yet finished: in turn, or with PARALLEL=1 all at once (each
-# with its share of the cores and its output in <run>/<task>/ppo_seed<S>.log). Args: run dir, label, 05's dir flags.
-refine() {
-  local RD=$1 LABEL=$2; shift 2
-  local P SP PIDS="" FAIL=0 N; N=$(echo $PPO_SEEDS | wc -w)
-  for P in $PPO_SEEDS; do
-    SP=""; [ "$P" = 0 ] || SP="--seed $P"
-    [ -f "$RD/$TASK/ppo_seed$P/log.json" ] && continue
-    log "$LABEL ppo (seed $P)"
-    if [ "$PARALLEL" = 1 ]; then
-      mkdir -p "$RD/$TASK"; echo "+ python 05_ppo_refine.py --task $TASK $* $PPO_FLAGS $SP > $RD/$TASK/ppo_seed$P.log"
-      OMP_NUM_THREADS=$(( CORES / N > 0 ? CORES / N : 1 )) \
-        python 05_ppo_refine.py --task "$TASK" "$@" $PPO_FLAGS $SP > "$RD/$TASK/ppo_seed$P.log" 2>&1 &
-      PIDS="$PIDS $!"
-    else
-      run python 05_ppo_refine.py --task "$TASK" "$@" $PPO_FLAGS $SP; stamp "05_ppo_refine_seed$P"
-    fi
-  done
-  for P in $PIDS; do wait "$P" || FAIL=1; done
-  if [ -n "$PIDS" ]; then
-    for P in $PPO_SEEDS; do if [ -f "$RD/$TASK/ppo_seed$P.log" ]; then tail -n 3 "$RD/$TASK/ppo_seed$P.log"; fi; done
-    stamp "05_ppo_refine_seeds_in_parallel"
-    [ "$FAIL" = 0 ] || { echo "error: a PPO seed failed; its log is $RD/$TASK/ppo_seed<S>.log" >&2; exit 1; }
-  fi
-}
 T0=$(date +%s)
 stamp() { echo "$1 $(( $(date +%s) - T0 ))s" >> "$RUNS/stage_times.txt"; }
-mkdir -p "$RUNS"; : > "$RUNS/stage_times.txt"
+mkdir -p "$RUNS"; echo "# run_all.sh started $(date -Iseconds) (seconds since then)" >> "$RUNS/stage_times.txt"
 # shellcheck disable=SC2086  # the flag variables are meant to split into words
 {
 log "01 collect"; run python 01_collect.py --tasks "$TASK" $COLLECT_FLAGS $D $C $S $W; stamp 01_collect
@@ -127,7 +99,11 @@ look "PSNR of the model against copy-last-frame: imagination must beat doing not
 log "03 reward"; [ -f "$RUNS/$TASK/reward_metrics.json" ] || run python 03_reward.py --task "$TASK" $RW_FLAGS $D $R $DEV $S
 stamp 03_reward
 look "held-out F1, and the per-step agreement on imagined frames: the reward must work on frames the world model makes"
-refine "$RUNS" 05 $D $R  # every seed of $PPO_SEEDS
+for P in $PPO_SEEDS; do
+  SP=""; [ "$P" = 0 ] || SP="--seed $P"
+  log "05 ppo (seed $P)"; [ -f "$RUNS/$TASK/ppo_seed$P/log.json" ] || run python 05_ppo_refine.py --task "$TASK" $D $R $PPO_FLAGS $SP
+  stamp "05_ppo_refine_seed$P"
+done
 look "BC's imagined success against its real one (the gap), then imagined success rising; which iteration is kept"
 log "06 eval"; run python 06_eval.py --task "$TASK" $EVAL_FLAGS $D $R $DEV $W; stamp 06_eval
 look "real success of BC and refined on the same seeds, and the per-start table: where do imagination and reality disagree?"
@@ -149,7 +125,11 @@ for (( K = 2; K <= ROUNDS; K++ )); do
   log "round $K: 02 world model"; run $WM_RUN 02_world_model.py --tasks "$TASK" --data-dir "$DK" --run-dir "$RK" $WM_FLAGS $S
   log "round $K: 03 reward"
   [ -f "$RK/$TASK/reward_metrics.json" ] || run python 03_reward.py --task "$TASK" $RW_FLAGS --data-dir "$DK" --run-dir "$RK" $DEV $S
-  refine "$RK" "round $K: 05" --data-dir "$DK" --run-dir "$RK"
+  for P in $PPO_SEEDS; do
+    SP=""; [ "$P" = 0 ] || SP="--seed $P"
+    log "round $K: 05 ppo (seed $P)"
+    [ -f "$RK/$TASK/ppo_seed$P/log.json" ] || run python 05_ppo_refine.py --task "$TASK" --data-dir "$DK" --run-dir "$RK" $PPO_FLAGS $SP
+  done
   log "round $K: 06 eval"; run python 06_eval.py --task "$TASK" $EVAL_FLAGS --data-dir "$DK" --run-dir "$RK" $DEV $W
   stamp "round$K"
   look "round $K's gap (imagined - real) for the refined policies against round $(( K - 1 ))'s: $RK/$TASK/eval/results.md"

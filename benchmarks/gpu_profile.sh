@@ -3,7 +3,10 @@
 # (every stage on this machine: Meta-World rendered headless through EGL, stages 2-6 on the GPU),
 # then world-model training samples/s with and without bf16 autocast and torch.compile on the run's
 # data. Each part has a time limit, so the run ends with its logs even on a short loan; whatever
-# run_all.sh finished stays on disk, and a second call resumes it.
+# run_all.sh finished stays on disk, and a second call resumes it (logs are appended).
+# On one H200 a round took about 11 minutes (docs/RESULTS.md, "The GPU profile as one script").
+# A machine with PyTorch but no package registry installs the rest from carried wheels first:
+# `TORCH=none bash benchmarks/wheels.sh download` where pip works, `bash benchmarks/wheels.sh install-here` there.
 #
 #   bash benchmarks/gpu_profile.sh                              # everything: ROUNDS=2 (run_all.sh's GPU default)
 #   ROUNDS=1 RUN_S=450 THR_S=100 bash benchmarks/gpu_profile.sh  # one round within 450 s, 100 s for throughput
@@ -13,7 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export MUJOCO_GL=${MUJOCO_GL:-egl} PYTHONUNBUFFERED=1
 RUN_S=${RUN_S:-3600}; THR_S=${THR_S:-300}  # time limits (seconds)
-THR_STEPS=${THR_STEPS:-200}  # per configuration, batch 128 (the profile's)
+THR_STEPS=${THR_STEPS:-500}  # per configuration, the profile's network and batch (compiling takes the first ~minute)
 mkdir -p runs/gpu
 {
   echo "[$(date +%T)] machine: $(nproc) cores; $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
@@ -26,12 +29,12 @@ print('render check: frame', env.reset(0).shape)" || { echo "error: Meta-World d
 } 2>&1 | tee runs/gpu/profile_check.txt
 [ "${PIPESTATUS[0]}" = 0 ] || exit 2
 T0=$(date +%s)
-timeout "$RUN_S" env PROFILE=gpu bash run_all.sh > runs/gpu/profile_run_all.txt 2>&1
+timeout "$RUN_S" env PROFILE=gpu bash run_all.sh >> runs/gpu/profile_run_all.txt 2>&1
 RC=$?
 echo "run_all.sh: exit status $RC after $(( $(date +%s) - T0 )) s (124: stopped at RUN_S=$RUN_S)" | tee -a runs/gpu/profile_run_all.txt
 if [ -f data/cpu/meta.json ]; then
-  OUT=runs/wm_throughput_gpu DEVICE=cuda STEPS=$THR_STEPS BATCH=128 \
-    CONFIGS="1:fp32:0 1:bf16:0 1:bf16:1 1:fp32:1" timeout "$THR_S" \
+  OUT=runs/wm_throughput_gpu DEVICE=cuda STEPS=$THR_STEPS BATCH=128 CHANNELS="32 64 64 64" \
+    CONFIGS="1:fp32:0 1:bf16:0 1:fp32:1 1:bf16:1" timeout "$THR_S" \
     bash benchmarks/wm_throughput.sh > runs/wm_throughput_gpu.txt 2>&1
   echo "throughput: exit status $?" >> runs/wm_throughput_gpu.txt
   mkdir -p runs/wm_throughput_gpu; grep '^|' runs/wm_throughput_gpu.txt > runs/wm_throughput_gpu/table.md || true

@@ -4,6 +4,8 @@
 #
 #   bash benchmarks/wheels.sh download [DIR]   # on a connected machine: wheels into DIR (default wheels/)
 #   bash benchmarks/wheels.sh install [DIR]    # on the offline machine, in the repository: .venv from DIR only
+#   TORCH=none bash benchmarks/wheels.sh download [DIR]   # everything but torch, for a machine that has it
+#   bash benchmarks/wheels.sh install-here [DIR]          # there: into the Python that has torch, no venv
 #
 # The download is for the target machine, which need not be this one: PYVER (default: this Python's,
 # e.g. 3.11) and PLATFORM (default manylinux_2_28_x86_64) name it. TORCH_INDEX picks torch's build:
@@ -23,9 +25,15 @@ case "$MODE" in
     mkdir -p "$DIR"
     TARGET=(--only-binary=:all: --python-version "$PYVER" --platform "$PLATFORM" --platform manylinux2014_x86_64
             --platform manylinux_2_17_x86_64 --platform any -d "$DIR")
-    pip download "${TARGET[@]}" --index-url "$TORCH_INDEX" --extra-index-url https://pypi.org/simple "$TORCH"
-    pip download "${TARGET[@]}" -r requirements.txt
-    echo "$(ls "$DIR" | wc -l) files, $(du -sh "$DIR" | cut -f1) in $DIR; copy it with the repository and run: bash benchmarks/wheels.sh install $DIR"
+    if [ "$TORCH" = none ]; then  # the target has torch: leave it (and what only it needs) out
+      grep -v '^torch' requirements.txt > "$DIR/requirements-no-torch.txt"
+      pip download "${TARGET[@]}" -r "$DIR/requirements-no-torch.txt"
+    else
+      pip download "${TARGET[@]}" --index-url "$TORCH_INDEX" --extra-index-url https://pypi.org/simple "$TORCH"
+      pip download "${TARGET[@]}" -r requirements.txt
+    fi
+    HOW=install; [ "$TORCH" = none ] && HOW=install-here
+    echo "$(ls "$DIR" | wc -l) files, $(du -sh "$DIR" | cut -f1) in $DIR; copy it with the repository and run: bash benchmarks/wheels.sh $HOW $DIR"
     ;;
   install)
     [ -d "$DIR" ] || { echo "error: no wheel folder $DIR; run 'bash benchmarks/wheels.sh download $DIR' on a connected machine" >&2; exit 2; }
@@ -35,6 +43,12 @@ case "$MODE" in
     pip install --no-index --find-links "$DIR" "$TORCH" -r requirements.txt
     python -c "import torch, metaworld, mujoco; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), '| mujoco', mujoco.__version__)"
     ;;
+  install-here)
+    [ -d "$DIR" ] || { echo "error: no wheel folder $DIR; run 'TORCH=none bash benchmarks/wheels.sh download $DIR' on a connected machine" >&2; exit 2; }
+    python3 -c "import torch" 2>/dev/null || { echo "error: this Python has no torch; use 'bash benchmarks/wheels.sh install $DIR' with a full download" >&2; exit 2; }
+    python3 -m pip install --no-index --find-links "$DIR" -r requirements.txt
+    python3 -c "import torch, metaworld, mujoco; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), '| mujoco', mujoco.__version__)"
+    ;;
   *)
-    echo "usage: bash benchmarks/wheels.sh download|install [DIR]" >&2; exit 2 ;;
+    echo "usage: bash benchmarks/wheels.sh download|install|install-here [DIR]" >&2; exit 2 ;;
 esac

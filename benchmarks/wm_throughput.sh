@@ -8,11 +8,11 @@
 # process gets one thread per core it owns (torchrun's OMP_NUM_THREADS), so both use the whole machine.
 #
 #   bash benchmarks/wm_throughput.sh                               # CPU: 1 vs 2 processes, fp32/bf16, compile
-#   DEVICE=cuda CONFIGS="1:fp32:0 1:bf16:0 1:bf16:1" bash benchmarks/wm_throughput.sh   # one GPU
+#   DEVICE=cuda BATCH=128 CHANNELS="32 64 64 64" CONFIGS="1:fp32:0 1:bf16:0 1:fp32:1" bash benchmarks/wm_throughput.sh  # one GPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data/cpu}; TASK=${TASK:-button-press}; OUT=${OUT:-runs/wm_throughput}
-STEPS=${STEPS:-60}; DEVICE=${DEVICE:-cpu}; BATCH=${BATCH:-32}
+STEPS=${STEPS:-60}; DEVICE=${DEVICE:-cpu}; BATCH=${BATCH:-32}; CHANNELS=${CHANNELS:-"16 32 64 64"}
 CONFIGS=${CONFIGS:-"1:fp32:0 1:bf16:0 2:fp32:0 2:bf16:0 1:bf16:1"}  # processes:precision:compile
 CORES=$(python -c "import os; print(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count())")
 [ -f "$DATA/meta.json" ] || { echo "error: no data at $DATA; run 01_collect.py first (or set DATA=)" >&2; exit 2; }
@@ -20,7 +20,7 @@ mkdir -p "$OUT"
 for C in $CONFIGS; do
   IFS=: read -r N PREC COMP <<< "$C"
   NAME="p${N}_${PREC}_compile${COMP}"; CF=""; [ "$COMP" = 1 ] && CF="--compile"
-  ARGS=(--tasks "$TASK" --data-dir "$DATA" --run-dir "$OUT/$NAME" --steps "$STEPS" --batch-size "$BATCH"
+  ARGS=(--tasks "$TASK" --data-dir "$DATA" --run-dir "$OUT/$NAME" --steps "$STEPS" --batch-size "$BATCH" --channels $CHANNELS
         --precision "$PREC" --device "$DEVICE" --eval-horizon 1 --ckpt-every 100000 $CF)
   rm -rf "${OUT:?}/$NAME"
   echo "+ $NAME"
