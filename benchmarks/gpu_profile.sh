@@ -11,7 +11,9 @@
 #   bash benchmarks/gpu_profile.sh                              # everything: ROUNDS=2 (run_all.sh's GPU default)
 #   ROUNDS=1 RUN_S=450 THR_S=100 bash benchmarks/gpu_profile.sh  # one round within 450 s, 100 s for throughput
 #
-# Logs go to runs/gpu/profile_*.txt; the throughput table to runs/wm_throughput_gpu/table.md.
+# Logs go to runs/gpu/profile_*.txt; the throughput table to runs/wm_throughput_gpu/table.md. Everything
+# but the data and the world models is bundled in runs/gpu_profile_results.tgz (a few MB: logs, metrics,
+# BC, classifier and refined policies) to copy off the GPU machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export MUJOCO_GL=${MUJOCO_GL:-egl} PYTHONUNBUFFERED=1
@@ -40,4 +42,8 @@ if [ -f data/cpu/meta.json ]; then
   mkdir -p runs/wm_throughput_gpu; grep '^|' runs/wm_throughput_gpu.txt > runs/wm_throughput_gpu/table.md || true
   cat runs/wm_throughput_gpu.txt
 fi
+# the bundle: every log and metric, and the small checkpoints (world models stay: ~17 MB each with Adam)
+find runs/gpu runs/gpu-round* runs/wm_throughput_gpu runs/wm_throughput_gpu.txt -type f \
+  ! -name 'world_model*.pt' ! -name 'state.pt' ! -path '*/candidates/*' ! -name '*.tmp' 2>/dev/null \
+  | tar czf runs/gpu_profile_results.tgz -T - && ls -l runs/gpu_profile_results.tgz
 exit $RC
