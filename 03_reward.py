@@ -56,11 +56,6 @@ class Args:
     training and metrics -- no stage scores them, and they look like neither class"""
     channels: tuple[int, ...] = (32, 64, 64)
     """CNN channels (each layer halves the resolution)"""
-    imagined_twins: bool = False
-    """also train on imagined twins: every training and validation episode replayed open-loop through
-    the world model with its real actions, each imagined frame labelled as its real twin (needs
-    runs/.../world_model.pt). The classifier then learns to read the frames it will judge in
-    refinement as the simulator would, imagined successes of failed episodes included"""
     steps: int = 3000
     """optimizer steps"""
     batch_size: int = 64
@@ -202,23 +197,6 @@ def imagined_agreement(clf: RewardClassifier, wm, episodes: list[dict]) -> dict:
             "mean_first_success_gap_steps": float(np.mean(gaps)) if gaps else None}
 
 
-@torch.no_grad()
-def imagined_twin_frames(wm, episodes: list[dict], chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Each episode replayed open-loop from its first frame with its real actions (as 06 starts an
-    imagined twin); imagined frame x_hat_t takes the label of real frame x_t. Returns uint8 frames
-    (N, H, W, 3) and labels (N,), only where the real frame is scored (`e["keep"]`)."""
-    frames, labels = [], []
-    for L in sorted({len(e["actions"]) for e in episodes}):  # open_loop needs one length per batch
-        group = [e for e in episodes if len(e["actions"]) == L]
-        for i in range(0, len(group), chunk):
-            eps = group[i:i + chunk]
-            imagined, _ = wm_mod.open_loop(wm, eps, 0, L)  # (n, L, 3, h, w) for x_1 .. x_L
-            keep = np.stack([e["keep"][1:L + 1] for e in eps])  # (n, L)
-            frames.append(common.to_uint8(imagined).numpy()[keep])
-            labels.append(np.stack([e["success"][1:L + 1] for e in eps])[keep])
-    return np.concatenate(frames), np.concatenate(labels)
-
-
 # --- 3. Training -----------------------------------------------------------------------------
 def main(args: Args) -> dict:
     common.seed_everything(args.seed)
@@ -231,24 +209,13 @@ def main(args: Args) -> dict:
     load = lambda ps: [common.load_episode(p) for p in ps]  # noqa: E731
     tr, va, te = load(train), load(val), load(heldout)
     for e in tr + va + te:  # keep only the scored frames (all of them unless --labels agree)
-        e["keep"] = scored_mask(e["success"], args.labels)  # from the simulator's flags, before relabelling
+        keep = scored_mask(e["success"], args.labels)  # from the simulator's flags, before relabelling
         e["success"] = success_labels(e["success"], args.labels)
-        e["scored"] = {"frames": e["frames"][e["keep"]], "success": e["success"][e["keep"]]}
+        e["scored"] = {"frames": e["frames"][keep], "success": e["success"][keep]}
     dropped = sum(len(e["success"]) - len(e["scored"]["success"]) for e in tr + va + te)
-    X = np.concatenate([e["scored"]["frames"] for e in tr])  # (N, H, W, 3) uint8
-    Y = np.concatenate([e["scored"]["success"] for e in tr])
+    X = torch.from_numpy(np.concatenate([e["scored"]["frames"] for e in tr]))  # (N, H, W, 3) uint8
+    Y = torch.from_numpy(np.concatenate([e["scored"]["success"] for e in tr])).float()
     wm_path = args.run_dir / "world_model.pt"
-    twins_val = None
-    if args.imagined_twins:
-        if not wm_path.exists():
-            common.fail(f"--imagined-twins needs a world model at {wm_path}; run 02_world_model.py first")
-        wm = wm_mod.load_world_model(wm_path, device, task=args.task)
-        X_im, Y_im = imagined_twin_frames(wm, tr)
-        twins_val = imagined_twin_frames(wm, va)
-        print(f"imagined twins: {len(Y_im)} training frames ({int(Y_im.sum())} labelled success), "
-              f"{len(twins_val[1])} validation frames")
-        X, Y = np.concatenate([X, X_im]), np.concatenate([Y, Y_im])
-    X, Y = torch.from_numpy(X), torch.from_numpy(Y).float()
     if Y.sum() == 0:
         common.fail(f"no success frames for {args.task} in {args.data_dir}; collect expert episodes first")
     pos_weight = (len(Y) - Y.sum()) / Y.sum()  # class imbalance: up-weight the rare successes
@@ -273,19 +240,12 @@ def main(args: Args) -> dict:
     clf.eval()
     cat = lambda eps, k: np.concatenate([e["scored"][k] for e in eps])  # noqa: E731
     p_val, y_val = predict(clf, cat(va, "frames"), device), cat(va, "success")
-    if twins_val is None:
-        cfg.threshold = best_threshold(p_val, y_val)  # clf.cfg is cfg
-    else:  # the threshold is chosen where the classifier is used: on the imagined twins too
-        p_twin = predict(clf, twins_val[0], device)
-        cfg.threshold = best_threshold(np.concatenate([p_val, p_twin]), np.concatenate([y_val, twins_val[1]]))
+    cfg.threshold = best_threshold(p_val, y_val)  # clf.cfg is cfg
     for e in te:  # held-out verdicts once per episode: scored as a whole and by source below
         e["scored"]["p"] = predict(clf, e["scored"]["frames"], device)
     report = {"threshold": cfg.threshold, "labels": args.labels, "unscored_frames_left_out": dropped,
-              "imagined_twins": args.imagined_twins,
               "validation": binary_metrics(p_val, y_val, cfg.threshold),
               "heldout": binary_metrics(cat(te, "p"), cat(te, "success"), cfg.threshold)}
-    if twins_val is not None:
-        report["validation_imagined_twins"] = binary_metrics(p_twin, twins_val[1], cfg.threshold)
     h = report["heldout"]
     print(f"held-out ({len(te)} episodes, {h['frames']} frames, {h['positives']} successes): "
           f"precision {h['precision']:.3f} recall {h['recall']:.3f} F1 {h['f1']:.3f} accuracy {h['accuracy']:.3f} "
