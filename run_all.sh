@@ -15,6 +15,7 @@
 #   PROFILE=gpu DEVICE=cpu SMOKE=1 bash run_all.sh  # every stage with a token budget (into data/*-smoke and
 #                                               # runs/*-smoke; ~5 min): proves the script runs before a GPU is spent
 #   PROFILE=gpu NPROC=4 bash run_all.sh         # the world model data-parallel on 4 GPUs (torchrun, DDP)
+#   WORKERS=8 bash run_all.sh                   # simulator processes for 01, 04 and 06 (default 2; gpu: up to 8)
 #   ROUNDS=2 bash run_all.sh                    # then a second round: real rollouts of the refined policy join
 #                                               # the data, the world model and classifier are trained again on
 #                                               # it, and PPO refines BC in them (~2x the time; imagination then
@@ -61,6 +62,7 @@ if [ "$SMOKE" = 1 ]; then  # token budgets (later flags win): the commands run, 
   EVAL_FLAGS="--episodes 4 --imagined-episodes 4 --videos 1"
 fi
 case "$ROUNDS" in [1-9]) ;; *) echo "error: ROUNDS must be a number from 1 to 9, not '$ROUNDS'" >&2; exit 2 ;; esac
+case "$WORKERS" in [1-9]|[1-9][0-9]) ;; *) echo "error: WORKERS must be a number from 1 to 99, not '$WORKERS'" >&2; exit 2 ;; esac
 # 05's trust region around BC (--max-action-shift) keeps a single round's imagination honest. With
 # rounds to come, real rollouts between rounds do that job instead, and round 1's refined policy is
 # the probe whose real failures teach the next round's models: refine without the limit. The round

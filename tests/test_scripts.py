@@ -24,6 +24,7 @@ def run_bash(script: str, **env: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("env, says", [
     ({"PROFILE": "laptop"}, "PROFILE must be cpu, class or gpu"),
     ({"ROUNDS": "0"}, "ROUNDS must be a number from 1 to 9"),
+    ({"WORKERS": "all"}, "WORKERS must be a number from 1 to 99"),
 ])
 def test_run_all_rejects_bad_settings(env, says):
     r = run_bash("run_all.sh", **env)
