@@ -17,7 +17,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export MUJOCO_GL=${MUJOCO_GL:-egl} PYTHONUNBUFFERED=1
-RUN_S=${RUN_S:-3600}; THR_S=${THR_S:-300}  # time limits (seconds)
+RUN_S=${RUN_S:-3600}; THR_S=${THR_S:-300}  # time limits (seconds; 0 is no limit for timeout, so THR_S=0 skips)
 THR_STEPS=${THR_STEPS:-500}  # per configuration, the profile's network and batch (compiling takes the first ~minute)
 mkdir -p runs/gpu
 {
@@ -34,7 +34,7 @@ T0=$(date +%s)
 timeout "$RUN_S" env PROFILE=gpu bash run_all.sh >> runs/gpu/profile_run_all.txt 2>&1
 RC=$?
 echo "run_all.sh: exit status $RC after $(( $(date +%s) - T0 )) s (124: stopped at RUN_S=$RUN_S)" | tee -a runs/gpu/profile_run_all.txt
-if [ -f data/cpu/meta.json ]; then
+if [ "$THR_S" -gt 0 ] && [ -f data/cpu/meta.json ]; then  # THR_S=0: no throughput runs
   OUT=runs/wm_throughput_gpu DEVICE=cuda STEPS=$THR_STEPS BATCH=128 CHANNELS="32 64 64 64" \
     CONFIGS="1:fp32:0 1:bf16:0 1:fp32:1 1:bf16:1" timeout "$THR_S" \
     bash benchmarks/wm_throughput.sh > runs/wm_throughput_gpu.txt 2>&1
