@@ -2,7 +2,7 @@
 # The GPU profile on one GPU machine, as one script: a rendering check, `PROFILE=gpu bash run_all.sh`
 # (every stage on this machine: Meta-World rendered headless through EGL, stages 2-6 on the GPU),
 # then world-model training samples/s with and without bf16 autocast and torch.compile on the run's
-# data. Each part has a time limit, so the run ends with its logs even on a short loan; whatever
+# data. Each part has a time limit, so the run ends with its logs even on a short GPU allocation; whatever
 # run_all.sh finished stays on disk, and a second call resumes it (logs are appended).
 # On one H200 a round took about 11 minutes (docs/RESULTS.md, "The GPU profile as one script").
 # A machine with PyTorch but no package registry installs the rest from carried wheels first:
