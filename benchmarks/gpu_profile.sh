@@ -4,7 +4,7 @@
 # then world-model training samples/s with and without bf16 autocast and torch.compile on the run's
 # data. Each part has a time limit, so the run ends with its logs even on a short GPU allocation; whatever
 # run_all.sh finished stays on disk, and a second call resumes it (logs are appended).
-# On one H200 a round took about 11 minutes (docs/RESULTS.md, "The GPU profile as one script").
+# On one H200 stages 1-5 of a round took about 10.5 minutes (docs/RESULTS.md, "The GPU profile as one script").
 # A machine with PyTorch but no package registry installs the rest from carried wheels first:
 # `TORCH=none bash benchmarks/wheels.sh download` where pip works, `bash benchmarks/wheels.sh install-here` there.
 #
