@@ -14,6 +14,10 @@ Refinement never sees these real episodes. Docs: docs/RESULTS.md, "How far PPO c
         # writes runs/oo/button-press/ppo_seed0/overoptimization.{json,md}; about PPO's time plus
         # half a minute per candidate on 2 cores. The run dir needs world_model.pt and the task's
         # bc.pt and reward.pt (copy or link them from runs/cpu); PPO resumes, scored candidates are kept.
+    python benchmarks/overoptimization.py --curves runs/oo/button-press/ppo_seed*/overoptimization.json
+        # no PPO: for each --max-action-shift the curves allow, the policy stage 5 would keep for
+        # every seed and its gap; the limit belongs to one world model and classifier pair, so read
+        # it off that pair's own curves (docs/RESULTS.md, "Another 6,400-step model")
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ class Args(ppo.Args):
     """06_eval.py's --seed: which block of evaluation seeds"""
     workers: int = 2
     """processes for the real episodes"""
+    curves: tuple[Path, ...] = ()
+    """overoptimization.json files (one per PPO seed) to read limits off instead of running anything"""
+    tolerance: float = 0.10
+    """with --curves: the largest imagined-minus-real gap, either way, that counts as honest"""
 
 
 def markdown(rows: list[dict], task: str, seed: int) -> str:
@@ -63,7 +71,57 @@ def markdown(rows: list[dict], task: str, seed: int) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def kept_under(rows: list[dict], limit: float, min_improvement: float) -> dict:
+    """The row of the policy stage 5 would keep with `--max-action-shift limit`, read off one curve:
+    scored iterations in order, each kept if `ppo.keeps` says so, until the first beyond the limit
+    (which ends refinement). rows[0] is BC (iteration 0)."""
+    bc = best = rows[0]
+    for r in rows[1:]:
+        if limit and r["mean_action_shift"] > limit:
+            break
+        if ppo.keeps(r["heldout_imagined"], best["heldout_imagined"], bc["heldout_imagined"], min_improvement):
+            best = r
+    return best
+
+
+def limit_table(curves: list[list[dict]], min_improvement: float, tolerance: float) -> tuple[list[dict], float | None]:
+    """For every limit at which some curve's kept policy changes (each scored shift, and 0 = none), the
+    policy kept per curve: [{"limit", "kept": [row per curve]}]; and the largest limit under which every
+    kept policy's imagined success lies within `tolerance` of its real one (None if there is none)."""
+    limits = sorted({r["mean_action_shift"] for rows in curves for r in rows[1:]}) + [0.0]
+    table = [{"limit": L, "kept": [kept_under(rows, L, min_improvement) for rows in curves]} for L in limits]
+    honest = [t["limit"] for t in table if all(abs(k["gap"]) <= tolerance + 1e-9 for k in t["kept"])]
+    finite = [L for L in honest if L > 0]
+    return table, (0.0 if 0.0 in honest else max(finite) if finite else None)
+
+
+def summarize(args: Args) -> tuple[list[dict], float | None]:
+    curves = []
+    for path in args.curves:
+        if not path.exists():
+            common.fail(f"{path} does not exist; run this script with --seed S first (it writes ppo_seedS/overoptimization.json)")
+        curves.append(json.loads(path.read_text()))
+    table, best = limit_table(curves, args.min_improvement, args.tolerance)
+    names = [p.parent.name if p.name == "overoptimization.json" else p.stem for p in args.curves]
+    print("| --max-action-shift from | " + " | ".join(f"{n}: kept iteration, real / imagined (gap)" for n in names)
+          + " |\n| --- |" + " --- |" * len(curves))
+    shown = None
+    for t in table:  # a row where the kept policies change; the limits up to the next row keep the same
+        kept = [k["iteration"] for k in t["kept"]]
+        if kept == shown and t["limit"]:
+            continue
+        shown = kept
+        cells = [f"{k['iteration']}: {k['real']:.0%} / {k['imagined']:.0%} ({k['gap'] * 100:+.0f})" for k in t["kept"]]
+        print(f"| {t['limit']:.3f} | " if t["limit"] else "| none | ", " | ".join(cells), " |", sep="")
+    print("no limit among these keeps every seed within the tolerance" if best is None else
+          f"the largest limit that keeps every seed within {args.tolerance:.0%}: "
+          + ("none needed" if best == 0 else f"{best:.3f} (and anything up to the next row's)"))
+    return table, best
+
+
 def main(args: Args) -> list[dict]:
+    if args.curves:
+        return summarize(args)[0]
     task_dir = args.run_dir / common.task_slug(args.task)
     for need in (args.run_dir / "world_model.pt", task_dir / "bc.pt", task_dir / "reward.pt"):
         if not need.exists():

@@ -10,6 +10,7 @@ reward's. After one round of real rollouts of that policy, labelled by the env, 
 classifier scores it at its real success and the stopping rule keeps the honest policy."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,37 @@ def test_round_two_takes_the_exploit_away(tmp_path):
         w = rows["honest", r]
         assert w["real_successes"] == round(real["honest"] * len(seeds))
         assert w["fires_on_successes"] >= 0.9 * w["real_successes"], w
+
+
+def test_limit_read_off_goodhart_curves(tmp_path, capsys):
+    """benchmarks/overoptimization.py --curves: which policy stage 5's stopping rule would keep under
+    each --max-action-shift, read off measured curves, and the largest limit that keeps every seed
+    honest. The rule must end at the first scored policy beyond the limit (not skip it), and keep a
+    policy only when it beats BC by min_improvement, as 05 does."""
+    oo = benchmark("overoptimization")
+
+    def row(it, shift, heldout, gap):
+        return {"iteration": it, "mean_action_shift": shift, "heldout_imagined": heldout,
+                "real": 0.4, "imagined": 0.4 + gap, "gap": gap}
+
+    a = [row(0, 0.0, 0.60, 0.05), row(4, 0.10, 0.62, 0.0), row(8, 0.20, 0.70, -0.05),
+         row(12, 0.35, 0.90, 0.25), row(16, 0.30, 0.95, 0.30)]
+    b = [row(0, 0.0, 0.60, 0.05), row(4, 0.22, 0.75, 0.08), row(8, 0.26, 0.90, 0.20)]
+    kept = {L: oo.kept_under(a, L, 0.05)["iteration"] for L in (0.15, 0.25, 0.30, 0.40, 0.0)}
+    # 0.15: iteration 4 is inside but 0.62 < BC's 0.60 + 0.05; 0.30: iteration 12 (0.35) ends the run
+    # before iteration 16 (0.30) is reached; 0.40 and no limit: iteration 16 scores best
+    assert kept == {0.15: 0, 0.25: 8, 0.30: 8, 0.40: 16, 0.0: 16}, kept
+    table, best = oo.limit_table([a, b], 0.05, 0.10)
+    assert [t["limit"] for t in table] == [0.10, 0.20, 0.22, 0.26, 0.30, 0.35, 0.0]
+    assert [[k["iteration"] for k in t["kept"]] for t in table] == [[0, 0], [8, 0], [8, 4], [8, 8], [8, 8],
+                                                                     [16, 8], [16, 8]]
+    assert best == 0.22  # at 0.26 curve b keeps a policy 20 points high
+    assert oo.limit_table([b[:2]], 0.05, 0.10)[1] == 0.0  # honest without any limit
+    paths = []
+    for i, rows in enumerate((a, b)):
+        paths.append(tmp_path / f"seed{i}" / "overoptimization.json")
+        paths[-1].parent.mkdir()
+        paths[-1].write_text(json.dumps(rows))
+    oo.main(oo.Args(task="button-press", curves=tuple(paths)))
+    out = capsys.readouterr().out
+    assert "| 0.220 | 8: 40% / 35% (-5) | 4: 40% / 48% (+8) |" in out and "within 10%: 0.220" in out
