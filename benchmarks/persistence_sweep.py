@@ -7,7 +7,8 @@ on fresh paired starts: real episode i (seeded) and imagined episode i start fro
 Each policy is rolled out once in imagination for the whole horizon (the classifier's probability
 kept for every frame, as `threshold_sweep.py` does), and each k is read off afterwards. With
 `--members`, the same for a second conservative rule: every classifier of an ensemble must fire;
-with `--noise-seeds S`, a third: the episode must succeed in each of S world-model samples.
+with `--noise-seeds S`, a third: the episode must succeed in each of S world-model samples; with
+`--world-models`, a fourth: it must succeed in each of several world models (an ensemble).
 
     python benchmarks/persistence_sweep.py --task button-press --episodes 200 --seed-offset 50000 \
         --policies runs/cpu/button-press/bc.pt runs/cpu/button-press/ppo_seed0/refined.pt
@@ -55,6 +56,9 @@ class Args:
     noise_seeds: int = 1
     """world-model sampling noise seeds per start: above 1 adds the conservative rule "the episode
     succeeds in every one of these imagined rollouts" (a lower bound of imagined success)"""
+    world_models: list[Path] = dataclasses.field(default_factory=list)
+    """more world-model checkpoints (e.g. 02 with --seed 1 into another run dir): adds the conservative
+    rule "the episode succeeds in every world model" (world_model.pt and these, one sample each)"""
     out: Path | None = None
     """also write the table and the numbers here (.md and .json)"""
     device: str = "auto"
@@ -69,6 +73,18 @@ def persistent_success(fires: np.ndarray, k: int) -> np.ndarray:
         run = np.where(f, run + 1, 0)
         hit |= run >= k
     return hit
+
+
+def rule_success(fires: list[np.ndarray], k: int, m: int, noise_seeds: int) -> np.ndarray:
+    """Imagined success per episode, (N,) bool, under one rule. fires: one (steps, classifiers, N) array
+    per imagined rollout -- world_model.pt's noise seeds first, then one per extra world model. m > 0:
+    the first m classifiers all fire, in world_model.pt's first sample; m = -1: reward.pt fires in every
+    noise seed's sample; m = -2: reward.pt fires in world_model.pt's and in every extra model's."""
+    if m == -1:
+        return np.all([persistent_success(f[:, 0], k) for f in fires[:noise_seeds]], axis=0)
+    if m == -2:
+        return np.all([persistent_success(f[:, 0], k) for f in [fires[0], *fires[noise_seeds:]]], axis=0)
+    return persistent_success(fires[0][:, :m].all(1), k)
 
 
 class Fires:
@@ -99,7 +115,16 @@ def main(args: Args) -> dict:
         rules += [(f"all {len(clfs)} fire, k={k}", k, len(clfs)) for k in args.persist]
     if args.noise_seeds > 1:
         rules += [(f"all {args.noise_seeds} world-model samples succeed, k={k}", k, -1) for k in args.persist]
+    if args.world_models:
+        rules += [(f"all {1 + len(args.world_models)} world models succeed, k={k}", k, -2) for k in args.persist]
     wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task)
+    for path in args.world_models:
+        if not path.exists():
+            common.fail(f"--world-models: {path} does not exist; train one with 02_world_model.py --run-dir DIR")
+    # one imagined rollout per (world model, noise seed): world_model.pt's noise seeds, then each extra model
+    # with 05's and 06's noise seed 1234
+    rollouts = [(wm, n) for n in range(1234, 1234 + args.noise_seeds)] + [
+        (wm_mod.load_world_model(path, device, task=args.task), 1234) for path in args.world_models]
     env_cfg = bc_mod.load_policy(policies[0]).cfg.env
     seeds = common.eval_seeds(args.episodes, args.seed_offset)
     starts = torch.from_numpy(common.real_start_frames(args.task, env_cfg, seeds))
@@ -113,19 +138,16 @@ def main(args: Args) -> dict:
         name = eval_mod.label(p, task_dir)
         real = common.evaluate_real(bc_mod.load_policy, p, args.task, env_cfg, seeds, args.workers, desc=f"real {name}")
         r_ok = np.array([s is not None for s in real["steps_to_success"]])
-        fires = []  # per noise seed: (horizon, classifiers, episodes)
-        for noise_seed in range(1234, 1234 + args.noise_seeds):  # 1234: 05's and 06's noise seed
+        fires = []  # per rollout: (horizon, classifiers, episodes)
+        for model, noise_seed in rollouts:
             rec = Fires(clfs)
-            ppo_mod.imagined_success(bc_mod.load_policy(p).to(device), wm, rec, starts, args.episodes, horizon,
+            ppo_mod.imagined_success(bc_mod.load_policy(p).to(device), model, rec, starts, args.episodes, horizon,
                                      noise_seed=noise_seed)
             fires.append(torch.stack(rec.fires).numpy())
         row = {"real": int(r_ok.sum())}
         cells = []
         for rule, k, m in rules:
-            if m == -1:  # reward.pt alone, in every world-model sample
-                i_ok = np.all([persistent_success(f[:, 0], k) for f in fires], axis=0)
-            else:
-                i_ok = persistent_success(fires[0][:, :m].all(1), k)
+            i_ok = rule_success(fires, k, m, args.noise_seeds)
             row[rule] = {"imagined": int(i_ok.sum()), "agreement": float((i_ok == r_ok).mean())}
             cells.append(f"{int(i_ok.sum())} ({(i_ok.sum() - r_ok.sum()) * 100 / args.episodes:+.0f}; "
                          f"{(i_ok == r_ok).mean():.0%})")

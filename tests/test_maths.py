@@ -139,3 +139,22 @@ def test_persistence_sweep_counts_runs_of_k_frames():
     assert not rec.success(x).any()
     assert rec.fires[0].tolist() == [[False, True, True], [False, False, True]]  # (classifiers, episodes)
     assert torch.stack(rec.fires).all(1)[0].tolist() == [False, False, True]
+
+
+def test_persistence_sweep_rules_pick_their_rollouts():
+    """Each conservative rule reads its own imagined rollouts: noise seeds of world_model.pt first, then
+    one per extra world model (--world-models); a rule that read the wrong ones would AND other episodes."""
+    ps = benchmark("persistence_sweep")
+    r0 = np.zeros((2, 2, 3), dtype=bool)  # (steps, classifiers, episodes): world_model.pt, noise seed 1
+    r0[0, 0, 0] = r0[1, 0, 1] = True  # reward.pt fires on episodes 0 and 1
+    r0[0, 1, 0] = True  # the second classifier only on episode 0
+    r1 = np.zeros((2, 2, 3), dtype=bool)  # world_model.pt, noise seed 2: episode 0 only
+    r1[1, 0, 0] = True
+    r2 = np.zeros((2, 2, 3), dtype=bool)  # the extra world model: episode 1 only
+    r2[0, 0, 1] = True
+    fires = [r0, r1, r2]
+    assert ps.rule_success(fires, 1, 1, noise_seeds=2).tolist() == [True, True, False]
+    assert ps.rule_success(fires, 1, 2, noise_seeds=2).tolist() == [True, False, False]  # both classifiers
+    assert ps.rule_success(fires, 1, -1, noise_seeds=2).tolist() == [True, False, False]  # both noise seeds
+    assert ps.rule_success(fires, 1, -2, noise_seeds=2).tolist() == [False, True, False]  # both world models
+    assert ps.rule_success(fires, 2, 1, noise_seeds=2).tolist() == [False, False, False]  # no run of 2 frames
