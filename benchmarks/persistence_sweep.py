@@ -4,8 +4,8 @@ A conservative reward for refinement: call an imagined episode a success only wh
 fires on k consecutive imagined frames, not on one. This measures, before any PPO run with such a
 reward, how far it would move imagined success towards real success, for BC and refined policies,
 on fresh paired starts: real episode i (seeded) and imagined episode i start from the same frame.
-Each policy is rolled out once in imagination for the whole horizon (the classifier's probability
-kept for every frame, as `threshold_sweep.py` does), and each k is read off afterwards. With
+Each policy is rolled out in imagination for the whole horizon, once per world-model sample (the
+classifier's verdict kept for every frame, as `threshold_sweep.py` does), and each rule is read off afterwards. With
 `--members`, the same for a second conservative rule: every classifier of an ensemble must fire;
 with `--noise-seeds S`, a third: the episode must succeed in each of S world-model samples; with
 `--world-models`, a fourth: it must succeed in each of several world models (an ensemble).
