@@ -21,7 +21,9 @@ step), its learning rate adapts to the KL each update moved, and RAdam damps Ada
 and hundreds of imagined episodes per rollout, so a sparse 0/1 reward yields usable advantages.
 
 Stopping rule without real interaction: every `--eval-every` iterations the mean-action
-policy is scored in imagination from *held-out* start frames with fixed sampling noise;
+policy is scored in imagination from *held-out* start frames with fixed sampling noise and the
+world model's scoring sampler (more denoising steps than the training rollouts use, so the
+score leans less on the cheap sampler's errors);
 the kept `refined.pt` is the best of these, BC included as iteration 0, and a refined policy
 replaces BC only if it beats BC's score by `--min-improvement`: refinement never keeps a
 policy that looks worse than BC in imagination. Imagination is only trusted near the data: a
@@ -38,10 +40,10 @@ TensorBoard. Departures from the paper (GAE-lambda value targets, the trust regi
 rule): docs/DEVIATIONS.md, "Refinement".
 
     python 05_ppo_refine.py --task button-press
-        # BC policy in imagination (mean action, 128 held-out starts): 65.6% -- compare with ...
+        # BC policy in imagination (mean action, 128 held-out starts): 63.3% -- compare with ...
         # mean action 0.318 from BC's after iteration 20, beyond --max-action-shift 0.3: refinement ends
-        # kept iteration 16 (held-out imagined success 74.2%); 226.5 imagined steps/s; ...
-        #                      (~12 min on 2 cores with AVX-512 bf16; another machine, other digits)
+        # kept iteration 16 (held-out imagined success 71.1%); 191.4 imagined steps/s; ...
+        #                      (~14 min on 2 cores with AVX-512 bf16; another machine, other digits)
 """
 
 from __future__ import annotations
@@ -407,6 +409,7 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
     task_dir = args.run_dir / common.task_slug(args.task)
     out = task_dir / f"ppo_seed{args.seed}"
     wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task, precision=args.precision)
+    wm_score = wm.scoring()  # the stopping rule scores with a finer sampler than PPO trains in (02's Args)
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device)
     pi = bc_mod.load_policy(task_dir / "bc.pt").to(device)
     meta = common.read_meta(args.data_dir)
@@ -430,7 +433,8 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
     opt_pi = torch.optim.RAdam(pi.parameters(), lr=args.learning_rate, eps=1e-5)
     opt_v = torch.optim.Adam(critic.parameters(), lr=args.critic_lr, eps=1e-5)
     log: dict = {"args": {k: str(v) for k, v in dataclasses.asdict(args).items()}, "iterations": [],
-                 "imagination": {"denoising_steps": wm.num_steps, "sampler": wm.sampler}}
+                 "imagination": {"denoising_steps": wm.num_steps, "sampler": wm.sampler,
+                                 "score_denoising_steps": wm_score.num_steps}}
     it0, best = 0, None
     if (out / "state.pt").exists():  # resume
         st = common.load_checkpoint(out / "state.pt", "ppo_state", "05_ppo_refine.py")
@@ -440,7 +444,7 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
         print(f"resuming from {out / 'state.pt'} at iteration {it0}")
     else:
         # The gap check: how does the BC policy fare in imagination, before any update?
-        r = imagined_success(pi, wm, clf, heldout_starts, args.eval_episodes, horizon)
+        r = imagined_success(pi, wm_score, clf, heldout_starts, args.eval_episodes, horizon)
         best = {"iteration": 0, "success_rate": r["success_rate"], "mean_action_shift": 0.0}
         log["bc_imagined"] = r
         print(f"BC policy in imagination (mean action, {r['episodes']} held-out starts): "
@@ -488,7 +492,7 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
         # --- 3d. Stopping rule: held-out imagined success of the mean action ---
         if (it + 1) % args.eval_every == 0 or it + 1 == args.iterations or out_of_time:
             t0 = time.time()
-            r = imagined_success(pi, wm, clf, heldout_starts, args.eval_episodes, horizon)
+            r = imagined_success(pi, wm_score, clf, heldout_starts, args.eval_episodes, horizon)
             timing["stopping_rule_eval"] = timing.get("stopping_rule_eval", 0.0) + time.time() - t0
             row["imagined_heldout_success"] = r["success_rate"]
             row["mean_action_shift"] = shift = mean_action_shift(pi, pi_bc, x_held)

@@ -2,8 +2,9 @@
 
 For every policy checkpoint (BC of stage 4, refined policies of stage 5), on the *same*
 seeded real episodes: success rate with a 95% Wilson interval and steps to success. Then
-the simulator-gap report: the same policy run in imagination (world model + classifier)
-from the first frame of each of those real episodes, so every real episode has an imagined
+the simulator-gap report: the same policy run in imagination (world model + classifier,
+with the world model's scoring sampler, as stage 5's stopping rule scores) from the first
+frame of each of those real episodes, so every real episode has an imagined
 twin from the same start, side by side with its real numbers -- refinement can only be
 trusted as far as these agree; and the classifier's per-step agreement on imagined vs real
 frames of held-out episodes replayed open-loop. World-model fidelity (PSNR/SSIM vs
@@ -16,7 +17,7 @@ Reads the checkpoints of stages 2-5 and `data/cpu/<task>/`; writes
 
     python 06_eval.py --task button-press
         # bc: real 31.0% (22.8%-40.6%), imagined 37.0%
-        # ppo_seed0/refined: real 48.0% (38.5%-57.7%), imagined 45.0%
+        # ppo_seed0/refined: real 48.0% (38.5%-57.7%), imagined 41.0%
         # then the tables of results.md                                          (~1 min on 2 cores)
 """
 
@@ -234,8 +235,9 @@ def main(args: Args) -> dict:
 
     # --- 1. Real success of each policy on the same seeded episodes ---
     imagine = wm is not None and clf is not None and args.imagined_episodes > 0
-    if imagine:
-        results["imagination"] = {"denoising_steps": wm.num_steps, "sampler": wm.sampler}
+    if imagine:  # policies are scored with the world model's scoring sampler, as 05's stopping rule scores them
+        wm_score = wm.scoring()
+        results["imagination"] = {"denoising_steps": wm_score.num_steps, "sampler": wm_score.sampler}
     n_paired = min(args.imagined_episodes, args.episodes) if imagine else 0
     done: dict[str, dict] = {}  # name -> mean-action weights of the policies already evaluated
     for p in policies:
@@ -257,7 +259,7 @@ def main(args: Args) -> dict:
         # --- 2. The same policy in imagination, from the same starts (the simulator gap) ---
         if imagine:
             starts = torch.from_numpy(np.stack([f[0] for f in frames[:n_paired]]))  # (n, H, W, 3)
-            im = ppo_mod.imagined_success(pi.to(device), wm, clf, starts, args.imagined_episodes,
+            im = ppo_mod.imagined_success(pi.to(device), wm_score, clf, starts, args.imagined_episodes,
                                           int(pi.cfg.env["max_steps"]), keep_frames=args.videos > 0)
             im_frames = im.pop("frames", [])
             if im_frames:

@@ -735,10 +735,12 @@ def load_checkpoint(path: Path, stage: str | tuple[str, ...], hint: str = "") ->
 def config_from_checkpoint(cls: type, ck: dict[str, Any], path: Path):
     """Rebuild a model's config dataclass (`cls`) from the dict a checkpoint saved with `asdict`."""
     names = {f.name for f in dataclasses.fields(cls)}
+    required = {f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
     got = set(ck["config"])
-    if got != names:
-        fail(f"{path} holds a {cls.__name__} with fields {sorted(got ^ names)} that this code does not match; "
-             f"it was written by another version of the stage: retrain it")
+    if not required <= got <= names:  # a field with a default may be missing: it takes the default
+        fail(f"{path} holds a {cls.__name__} with fields {sorted((got - names) | (required - got))} that this "
+             f"code does not match; it was written by another version of the stage: retrain it")
     return cls(**ck["config"])
 
 

@@ -60,14 +60,16 @@ class Args(ppo.Args):
 def markdown(rows: list[dict], task: str, seed: int) -> str:
     head = (f"# {task}, PPO seed {seed}: imagination against reality along the run\n\n"
             "| iteration | mean-action shift from BC | held-out imagined (stopping rule) | 06 starts: imagined "
-            "| real (95% CI) | imagined - real | classifier fires on real failures |\n"
-            "| --- | --- | --- | --- | --- | --- | --- |\n")
+            "| real (95% CI) | imagined - real | classifier fires on real failures "
+            "| 06 starts: imagined with PPO's sampler |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- |\n")
     lines = []
     for r in rows:
         lo, hi = r["real_ci95"]
+        im_train = r.get("imagined_training_sampler")  # cached rows may lack it
         lines.append(f"| {r['iteration']} | {r['mean_action_shift']:.3f} | {r['heldout_imagined']:.1%} "
                      f"| {r['imagined']:.0%} | {r['real']:.0%} ({lo:.0%}-{hi:.0%}) | {r['gap'] * 100:+.0f} "
-                     f"| {r['fires']} of {r['real_failures']} |")
+                     f"| {r['fires']} of {r['real_failures']} | {'-' if im_train is None else f'{im_train:.0%}'} |")
     return head + "\n".join(lines) + "\n"
 
 
@@ -131,7 +133,6 @@ def main(args: Args) -> list[dict]:
     cand_dir.mkdir(parents=True, exist_ok=True)
     pi_bc = bc_mod.load_policy(task_dir / "bc.pt")
     x_held = ppo.heldout_frames(args.data_dir, args.task, pi_bc.cfg.frame_stack)  # (n, S, 3, H, W), as stage 5's
-    heldout_score = {}
 
     def keep_candidate(iteration: int, pi, row: dict) -> None:
         if "imagined_heldout_success" in row:  # the stopping rule scored this iteration
@@ -139,12 +140,13 @@ def main(args: Args) -> list[dict]:
                                imagined=row["imagined_heldout_success"])
 
     log = ppo.main(args, after_iteration=keep_candidate)
-    heldout_score[0] = log["bc_imagined"]["success_rate"]
+    heldout_score = {0: log["bc_imagined"]["success_rate"]}
     heldout_score.update({r["iteration"]: r["imagined_heldout_success"] for r in log["iterations"]
                           if "imagined_heldout_success" in r})
 
     device = common.pick_device(args.device)
     wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task)
+    wm_score = wm.scoring()  # as 05's stopping rule and 06 score a policy
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device)
     seeds = common.eval_seeds(args.real_episodes, offset=args.eval_seed * 100_000)
     cache = out / "overoptimization.json"
@@ -158,10 +160,13 @@ def main(args: Args) -> list[dict]:
                                     keep_frames=args.real_episodes, desc=f"real it {it}")
         frames = real.pop("frames")
         starts = torch.from_numpy(np.stack([f[0] for f in frames]))  # (n, H, W, 3): 06's paired starts
-        im = ppo.imagined_success(pi.to(device), wm, clf, starts, len(frames), int(pi.cfg.env["max_steps"]))
+        horizon = int(pi.cfg.env["max_steps"])
+        im = ppo.imagined_success(pi.to(device), wm_score, clf, starts, len(frames), horizon)
+        im_train = ppo.imagined_success(pi, wm, clf, starts, len(frames), horizon)  # in the sampler PPO trains in
         paired = eval_mod.paired_gap(real, im, frames, clf)
         rows[it] = {"iteration": it, "mean_action_shift": ppo.mean_action_shift(pi.cpu(), pi_bc, x_held),
                     "heldout_imagined": heldout_score.get(it), "imagined": im["success_rate"],
+                    "imagined_training_sampler": im_train["success_rate"],
                     "real": real["success_rate"], "real_ci95": real["ci95"],
                     "gap": im["success_rate"] - real["success_rate"],
                     "fires": paired["classifier_fires_on_real_failures"],

@@ -8,7 +8,8 @@ Each policy is rolled out in imagination for the whole horizon, once per world-m
 classifier's verdict kept for every frame, as `threshold_sweep.py` does), and each rule is read off afterwards. With
 `--members`, the same for a second conservative rule: every classifier of an ensemble must fire;
 with `--noise-seeds S`, a third: the episode must succeed in each of S world-model samples; with
-`--world-models`, a fourth: it must succeed in each of several world models (an ensemble).
+`--world-models`, a fourth: it must succeed in each of several world models (an ensemble). With
+`--denoising-steps N ...`, not a rule but the same world model sampled with N Euler steps per frame.
 
     python benchmarks/persistence_sweep.py --task button-press --episodes 200 --seed-offset 50000 \
         --policies runs/cpu/button-press/bc.pt runs/cpu/button-press/ppo_seed0/refined.pt
@@ -59,6 +60,9 @@ class Args:
     world_models: list[Path] = dataclasses.field(default_factory=list)
     """more world-model checkpoints (e.g. 02 with --seed 1 into another run dir): adds the conservative
     rule "the episode succeeds in every world model" (world_model.pt and these, one sample each)"""
+    denoising_steps: tuple[int, ...] = ()
+    """more sampler settings for world_model.pt: adds, per N, the column "one sample with N Euler steps
+    per frame" (the k columns use the world model's scoring sampler, as 06 does)"""
     out: Path | None = None
     """also write the table and the numbers here (.md and .json)"""
     device: str = "auto"
@@ -75,16 +79,11 @@ def persistent_success(fires: np.ndarray, k: int) -> np.ndarray:
     return hit
 
 
-def rule_success(fires: list[np.ndarray], k: int, m: int, noise_seeds: int) -> np.ndarray:
-    """Imagined success per episode, (N,) bool, under one rule. fires: one (steps, classifiers, N) array
-    per imagined rollout -- world_model.pt's noise seeds first, then one per extra world model. m > 0:
-    the first m classifiers all fire, in world_model.pt's first sample; m = -1: reward.pt fires in every
-    noise seed's sample; m = -2: reward.pt fires in world_model.pt's and in every extra model's."""
-    if m == -1:
-        return np.all([persistent_success(f[:, 0], k) for f in fires[:noise_seeds]], axis=0)
-    if m == -2:
-        return np.all([persistent_success(f[:, 0], k) for f in [fires[0], *fires[noise_seeds:]]], axis=0)
-    return persistent_success(fires[0][:, :m].all(1), k)
+def rule_success(fires: list[np.ndarray], k: int, rollouts: list[int], classifiers: int) -> np.ndarray:
+    """Imagined success per episode, (N,) bool, under one rule: in every rollout listed (indices into
+    `fires`, one (steps, classifiers, N) array per imagined rollout), the first `classifiers` classifiers
+    all fire on k consecutive frames."""
+    return np.all([persistent_success(fires[r][:, :classifiers].all(1), k) for r in rollouts], axis=0)
 
 
 class Fires:
@@ -110,21 +109,29 @@ def main(args: Args) -> dict:
     policies = args.policies or [task_dir / "bc.pt", *sorted(task_dir.glob("ppo_seed*/refined.pt"))]
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device).eval()
     clfs = [clf] + [reward_mod.load_reward(m).to(device).eval() for m in args.members]
-    rules = [(f"k={k}", k, 1) for k in args.persist]  # (name, k, classifiers that must fire)
+    # one imagined rollout each, in this order: world_model.pt with noise seeds 1234, 1235, ...; each extra
+    # world model; world_model.pt with each --denoising-steps. All but the first group use 05's and 06's seed 1234,
+    # and all but the last the scoring sampler.
+    ns, nw = args.noise_seeds, len(args.world_models)
+    rules = [(f"k={k}", k, [0], 1) for k in args.persist]  # (name, k, rollouts, classifiers that must fire)
     if args.members:
-        rules += [(f"all {len(clfs)} fire, k={k}", k, len(clfs)) for k in args.persist]
-    if args.noise_seeds > 1:
-        rules += [(f"all {args.noise_seeds} world-model samples succeed, k={k}", k, -1) for k in args.persist]
+        rules += [(f"all {len(clfs)} fire, k={k}", k, [0], len(clfs)) for k in args.persist]
+    if ns > 1:
+        rules += [(f"all {ns} world-model samples succeed, k={k}", k, list(range(ns)), 1) for k in args.persist]
     if args.world_models:
-        rules += [(f"all {1 + len(args.world_models)} world models succeed, k={k}", k, -2) for k in args.persist]
-    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task)
+        rules += [(f"all {1 + nw} world models succeed, k={k}", k, [0, *range(ns, ns + nw)], 1) for k in args.persist]
+    for j, n in enumerate(args.denoising_steps):
+        rules += [(f"{n} Euler steps, k={k}", k, [ns + nw + j], 1) for k in args.persist]
+    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task).scoring()  # as 06
     for path in args.world_models:
         if not path.exists():
             common.fail(f"--world-models: {path} does not exist; train one with 02_world_model.py --run-dir DIR")
-    # one imagined rollout per (world model, noise seed): world_model.pt's noise seeds, then each extra model
-    # with 05's and 06's noise seed 1234
-    rollouts = [(wm, n) for n in range(1234, 1234 + args.noise_seeds)] + [
-        (wm_mod.load_world_model(path, device, task=args.task), 1234) for path in args.world_models]
+    rollouts = [(wm, n) for n in range(1234, 1234 + ns)] + [
+        (wm_mod.load_world_model(path, device, task=args.task).scoring(), 1234) for path in args.world_models]
+    for n in args.denoising_steps:
+        if n < 1:
+            common.fail(f"--denoising-steps: {n} is not a number of sampler steps; give 1 or more")
+        rollouts.append((wm.with_sampler(n), 1234))
     env_cfg = bc_mod.load_policy(policies[0]).cfg.env
     seeds = common.eval_seeds(args.episodes, args.seed_offset)
     starts = torch.from_numpy(common.real_start_frames(args.task, env_cfg, seeds))
@@ -146,8 +153,8 @@ def main(args: Args) -> dict:
             fires.append(torch.stack(rec.fires).numpy())
         row = {"real": int(r_ok.sum())}
         cells = []
-        for rule, k, m in rules:
-            i_ok = rule_success(fires, k, m, args.noise_seeds)
+        for rule, k, which, m in rules:
+            i_ok = rule_success(fires, k, which, m)
             row[rule] = {"imagined": int(i_ok.sum()), "agreement": float((i_ok == r_ok).mean())}
             cells.append(f"{int(i_ok.sum())} ({(i_ok.sum() - r_ok.sum()) * 100 / args.episodes:+.0f}; "
                          f"{(i_ok == r_ok).mean():.0%})")

@@ -49,9 +49,9 @@ class Args:
     """`eval`: the first frames of 06_eval.py's seeded real episodes (seed offset 0), one per episode,
     as 06 does; `heldout`: the held-out dataset episodes' first frames, cycled"""
     denoising_steps: int = 0
-    """sampler steps per imagined frame (0: the world model's own)"""
+    """sampler steps per imagined frame (0: the world model's scoring sampler, as 06 uses)"""
     sampler: Literal["", "euler", "heun"] = ""
-    """Euler or Heun (empty: the world model's own)"""
+    """Euler or Heun (empty: the world model's scoring sampler's, Euler)"""
     thresholds: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
     """classifier thresholds to score"""
     device: str = "auto"
@@ -80,8 +80,8 @@ def main(args: Args) -> str:
     policy = args.policy or task_dir / "bc.pt"
     pi = bc_mod.load_policy(policy).to(device).eval()
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device).eval()
-    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task)
-    wm.num_steps, wm.sampler = args.denoising_steps or wm.num_steps, args.sampler or wm.sampler
+    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task).scoring()  # as 06
+    wm = wm.with_sampler(args.denoising_steps or wm.num_steps, args.sampler or wm.sampler)
     if args.starts == "eval":
         starts = torch.from_numpy(common.real_start_frames(args.task, pi.cfg.env, common.eval_seeds(args.episodes)))
     elif args.starts == "heldout":

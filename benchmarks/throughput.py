@@ -169,7 +169,7 @@ def ppo_loop(ppo, wm, clf, pi, train_starts, heldout_starts, args) -> dict:
     t1 = time.perf_counter()
     ppo.ppo_update(pi, critic, opt_pi, opt_v, b, args, train_actor=True)
     t2 = time.perf_counter()
-    ppo.imagined_success(pi, wm, clf, heldout_starts, args.eval_episodes, 30)
+    ppo.imagined_success(pi, wm.scoring(), clf, heldout_starts, args.eval_episodes, 30)  # as 05 scores
     t3 = time.perf_counter()
     return {"rollout_s": t1 - t0, "update_s": t2 - t1, "stopping_rule_s_per_iteration": (t3 - t2) / args.eval_every}
 

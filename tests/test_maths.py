@@ -153,8 +153,9 @@ def test_persistence_sweep_rules_pick_their_rollouts():
     r2 = np.zeros((2, 2, 3), dtype=bool)  # the extra world model: episode 1 only
     r2[0, 0, 1] = True
     fires = [r0, r1, r2]
-    assert ps.rule_success(fires, 1, 1, noise_seeds=2).tolist() == [True, True, False]
-    assert ps.rule_success(fires, 1, 2, noise_seeds=2).tolist() == [True, False, False]  # both classifiers
-    assert ps.rule_success(fires, 1, -1, noise_seeds=2).tolist() == [True, False, False]  # both noise seeds
-    assert ps.rule_success(fires, 1, -2, noise_seeds=2).tolist() == [False, True, False]  # both world models
-    assert ps.rule_success(fires, 2, 1, noise_seeds=2).tolist() == [False, False, False]  # no run of 2 frames
+    assert ps.rule_success(fires, 1, [0], 1).tolist() == [True, True, False]
+    assert ps.rule_success(fires, 1, [0], 2).tolist() == [True, False, False]  # both classifiers
+    assert ps.rule_success(fires, 1, [0, 1], 1).tolist() == [True, False, False]  # both noise seeds
+    assert ps.rule_success(fires, 1, [0, 2], 1).tolist() == [False, True, False]  # both world models
+    assert ps.rule_success(fires, 1, [2], 1).tolist() == [False, True, False]  # another sampler's rollout alone
+    assert ps.rule_success(fires, 2, [0], 1).tolist() == [False, False, False]  # no run of 2 frames

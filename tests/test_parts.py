@@ -1,6 +1,8 @@
 """The parts between the maths and the stages: the transition sampler, the imagined environment,
 and the F-space denoising loss against EDM's weighted loss on D."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -140,3 +142,36 @@ def test_value_loss_and_conditioning_noise_and_ema():
     assert float(ema.weight.detach()) == pytest.approx(0.9)
     wm_mod.ema_update(ema, model, step=10_000, decay=0.999)  # past the warm-up: 0.999
     assert float(ema.weight) == pytest.approx(0.9 + 0.1 * 0.001)
+
+
+def test_scoring_sampler_runs_its_own_number_of_denoiser_calls():
+    """wm.scoring() imagines with the checkpoint's score_denoising_steps Euler steps (05's stopping rule and
+    06 score with it), PPO's rollouts with denoising_steps; the weights are shared, the original untouched."""
+    cfg = wm_mod.WorldModelConfig(history=2, num_bins=5, action_encoding="two-hot", channels=(8, 16), cond_dim=16,
+                                  sigma_data=0.5, denoising_steps=2, sampler="heun", action_dim=2, resolution=8,
+                                  env={}, tasks=[TINY], score_denoising_steps=5)
+    wm = wm_mod.WorldModel(wm_mod.Denoiser(cfg), torch.device("cpu"), "fp32")
+    calls = []
+    wm.D.register_forward_hook(lambda *_: calls.append(1))
+    frames, actions, mask = torch.zeros(3, 2, 3, 8, 8), torch.zeros(3, 2, 2), torch.ones(3, 2)
+    score = wm.scoring()
+    score.step(frames, actions, mask)
+    assert len(calls) == 5 and score.D is wm.D and score.sampler == "euler"
+    calls.clear()
+    wm.step(frames, actions, mask)
+    assert len(calls) == 3 and (wm.num_steps, wm.sampler) == (2, "heun")  # Heun: 2 calls a step but the last
+
+
+def test_config_from_checkpoint_takes_defaults_for_missing_fields(tmp_path):
+    """A checkpoint without a field that has a default loads with the default; one without a required
+    field, or with a field this code does not know, is refused with a one-line error."""
+    cfg = wm_mod.WorldModelConfig(history=2, num_bins=5, action_encoding="two-hot", channels=(8,), cond_dim=8,
+                                  sigma_data=0.5, denoising_steps=3, sampler="euler", action_dim=2, resolution=8,
+                                  env={}, tasks=[TINY], score_denoising_steps=7)
+    saved = dataclasses.asdict(cfg)
+    assert common.config_from_checkpoint(wm_mod.WorldModelConfig, {"config": saved}, tmp_path) == cfg
+    older = {k: v for k, v in saved.items() if k != "score_denoising_steps"}
+    assert common.config_from_checkpoint(wm_mod.WorldModelConfig, {"config": older}, tmp_path).score_denoising_steps == 10
+    for bad in ({k: v for k, v in saved.items() if k != "history"}, {**saved, "depth": 3}):
+        with pytest.raises(common.UserError, match="retrain"):
+            common.config_from_checkpoint(wm_mod.WorldModelConfig, {"config": bad}, tmp_path)

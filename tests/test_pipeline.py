@@ -76,15 +76,18 @@ def test_all_six_stages(tmp_path, monkeypatch):
     # the stopping rule: the kept policy is the best held-out imagined score, and only if it beats BC's
     # by min_improvement (0.05); otherwise refined.pt holds BC's own weights (scores scripted here)
     bc_state = bc_mod.load_policy(t / "bc.pt").state_dict()
+    wm_cfg = wm_mod.load_world_model(r / "world_model.pt", torch.device("cpu")).cfg
+    assert saved["imagination"]["denoising_steps"] == wm_cfg.score_denoising_steps != wm_cfg.denoising_steps
     for seed, scores, kept in ((2, [0.5, 0.53, 0.4, 0.7, 0.6], 3), (3, [0.5, 0.54, 0.3, 0.2, 0.1], 0)):
-        it = iter(scores)
-        monkeypatch.setattr(ppo, "imagined_success", lambda *a, **k: {
+        it, samplers = iter(scores), []  # the stopping rule scores with the scoring sampler, as 06 does
+        monkeypatch.setattr(ppo, "imagined_success", lambda *a, **k: samplers.append(a[1].num_steps) or {
             "episodes": 4, "successes": 0, "success_rate": next(it), "ci95": (0.0, 1.0),
             "mean_steps_to_success": None, "steps_to_success": []})
         log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=4, critic_warmup=0,
                                 eval_every=1, eval_episodes=4, learning_rate=1e-3, seed=seed))
         ck = common.load_checkpoint(t / f"ppo_seed{seed}" / "refined.pt", "ppo")
         assert log["best"]["iteration"] == kept and ck["iteration"] == kept
+        assert samplers == [wm_cfg.score_denoising_steps] * 5
         same_as_bc = all(torch.equal(ck["policy"][k], v) for k, v in bc_state.items() if k != "log_std")  # mean action
         assert same_as_bc == (kept == 0)
     # the trust region (--max-action-shift): a policy beyond it is not kept, however well it scores,
