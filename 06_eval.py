@@ -90,6 +90,16 @@ def simulator_gap(real: dict, imagined: dict) -> dict:
             "trusted": bool(il <= rh and rl <= ih)}
 
 
+def paired_gap_interval(r_ok: list[bool], i_ok: list[bool]) -> tuple[float, float, float]:
+    """Imagined minus real success over paired starts, with a 95% normal interval on the per-start
+    differences d_i = i_i - r_i in {-1, 0, 1}: mean(d) +- 1.96 sd(d) / sqrt(n). Pairing removes the
+    starts' own difficulty, so the interval is as narrow as the two worlds' disagreement allows."""
+    d = np.asarray(i_ok, dtype=float) - np.asarray(r_ok, dtype=float)  # (n,)
+    n = len(d)
+    half = 1.96 * d.std(ddof=1) / np.sqrt(n) if n > 1 else float("inf")
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+
+
 def paired_gap(real: dict, imagined: dict, real_frames: list[np.ndarray], clf) -> dict:
     """The same policy from the *same* starts in both worlds: real episode i and imagined episode i
     begin at the same frame. Returns the 2x2 table of outcomes, so a gap is seen per start (e.g.
@@ -107,7 +117,7 @@ def paired_gap(real: dict, imagined: dict, real_frames: list[np.ndarray], clf) -
     fooled = sum(bool(reward_mod.predict(clf, f, dev).max() > clf.cfg.threshold)
                  for f, ok in zip(real_frames, r_ok) if not ok)
     return {"episodes": n, "real_successes": sum(r_ok), "classifier_fires_on_real_failures": fooled,
-            "imagined_successes": sum(i_ok), "table": table,
+            "imagined_successes": sum(i_ok), "table": table, "gap_ci95": paired_gap_interval(r_ok, i_ok),
             "agreement": sum(r == i for r, i in zip(r_ok, i_ok)) / max(n, 1)}
 
 
@@ -170,13 +180,16 @@ def markdown(results: dict) -> str:
     if paired:
         lines += ["", "Per start (real episode i and imagined episode i begin at the same frame):", "",
                   "| policy | starts | real successes | imagined successes | real fail, imagined success | "
-                  "real success, imagined fail | agreement | classifier fires on real frames of real failures |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "real success, imagined fail | agreement | imagined - real, paired 95% CI | "
+                  "classifier fires on real frames of real failures |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for n, q in paired.items():
             t = q["table"]
+            gap, lo, hi = q["gap_ci95"]
             lines.append(f"| {n} | {q['episodes']} | {q['real_successes']} | "
                          f"{q['imagined_successes']} | {t['real_fail_imagined_success']} | "
                          f"{t['real_success_imagined_fail']} | {q['agreement']:.0%} | "
+                         f"{gap * 100:+.0f} ({lo * 100:+.0f} to {hi * 100:+.0f}) | "
                          f"{q['classifier_fires_on_real_failures']} of {q['episodes'] - q['real_successes']} |")
     if results.get("vs_bc"):
         lines += ["", "| refined policy | real gain over BC | verdict |", "| --- | --- | --- |"]

@@ -159,3 +159,15 @@ def test_persistence_sweep_rules_pick_their_rollouts():
     assert ps.rule_success(fires, 1, [0, 2], 1).tolist() == [False, True, False]  # both world models
     assert ps.rule_success(fires, 1, [2], 1).tolist() == [False, True, False]  # another sampler's rollout alone
     assert ps.rule_success(fires, 2, [0], 1).tolist() == [False, False, False]  # no run of 2 frames
+
+
+def test_paired_gap_interval_hand_example():
+    """06's paired gap: 8 starts imagined-only successes, 28 real-only, 64 agreeing -> mean(d) = -0.20,
+    sample var of d = (36 - 100 * 0.04) / 99, half-width 1.96 sqrt(var / 100) = 0.1114."""
+    ev = stage("06_eval")
+    r_ok = [False] * 8 + [True] * 28 + [True] * 30 + [False] * 34
+    i_ok = [True] * 8 + [False] * 28 + [True] * 30 + [False] * 34
+    gap, lo, hi = ev.paired_gap_interval(r_ok, i_ok)
+    assert gap == pytest.approx(-0.20)
+    assert (lo, hi) == (pytest.approx(-0.20 - 0.11143, abs=1e-4), pytest.approx(-0.20 + 0.11143, abs=1e-4))
+    assert ev.paired_gap_interval([True, False], [True, False]) == (0.0, 0.0, 0.0)  # always agreeing: no width

@@ -43,6 +43,8 @@ def test_all_six_stages(tmp_path, monkeypatch):
         assert q["episodes"] == 4 and sum(q["table"].values()) == 4
         assert q["real_successes"] == sum(s is not None for s in p["real"]["steps_to_success"][:4])
         assert q["imagined_successes"] == sum(s is not None for s in p["imagined"]["steps_to_success"][:4])
+        gap, lo, hi = q["gap_ci95"]
+        assert gap == pytest.approx((q["imagined_successes"] - q["real_successes"]) / 4) and lo <= gap <= hi
     # copy-last-frame PSNR is a property of the held-out data alone: recompute it independently
     fid = saved["fidelity"]["world_model"]
     held = [common.load_episode(p) for p in common.list_episodes(d, [TINY], split="heldout")]
