@@ -389,8 +389,8 @@ class WorldModel:
     def scoring(self) -> WorldModel:
         """The sampler that scores a policy rather than trains it: cfg.score_denoising_steps Euler steps.
         Training rollouts use the cheap few-step sampler; the score that decides which policy to keep,
-        and 06's imagined column, use one that follows the model's distribution more closely (with 3
-        steps, BC's imagined success on fresh starts read 11-12 points above real; with 10, 6-9)."""
+        and 06's imagined column, use one that reads BC closer to its real success (docs/RESULTS.md,
+        "Scoring with 10 Euler steps")."""
         return self.with_sampler(self.cfg.score_denoising_steps, "euler")
 
     def start(self, first_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
