@@ -52,7 +52,8 @@ class Args:
     """seeded real episodes per policy (the same seeds for each)"""
     imagined_episodes: int = 100
     """imagined episodes per policy for the simulator-gap report, each from the first frame of a real
-    evaluation episode (episode i from real episode i, cycled if more than --episodes; 0: skip)"""
+    evaluation episode (episode j from real episode j mod --episodes: a multiple K of --episodes gives
+    every start K world-model samples, averaged per start, a less noisy gap; 0: skip)"""
     fidelity_horizon: int = 16
     """H of the open-loop fidelity evaluation"""
     videos: int = 3
@@ -90,35 +91,48 @@ def simulator_gap(real: dict, imagined: dict) -> dict:
             "trusted": bool(il <= rh and rl <= ih)}
 
 
-def paired_gap_interval(r_ok: list[bool], i_ok: list[bool]) -> tuple[float, float, float]:
+def paired_gap_interval(r_ok, i_ok) -> tuple[float, float, float]:
     """Imagined minus real success over paired starts, with a 95% normal interval on the per-start
-    differences d_i = i_i - r_i in {-1, 0, 1}: mean(d) +- 1.96 sd(d) / sqrt(n). Pairing removes the
-    starts' own difficulty, so the interval is as narrow as the two worlds' disagreement allows."""
+    differences d_i = i_i - r_i (i_i: the start's imagined success, 0/1 or the fraction of its world-model
+    samples that succeed): mean(d) +- 1.96 sd(d) / sqrt(n). Pairing removes the starts' own difficulty,
+    so the interval is as narrow as the two worlds' disagreement allows."""
     d = np.asarray(i_ok, dtype=float) - np.asarray(r_ok, dtype=float)  # (n,)
     n = len(d)
     half = 1.96 * d.std(ddof=1) / np.sqrt(n) if n > 1 else float("inf")
     return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
 
 
+def paired_outcomes(r_ok: list[bool], i_ok: list[bool]) -> dict:
+    """Real outcome per start r_ok (n,) against imagined outcomes i_ok (m,), m >= n, where imagined
+    episode j starts from start j % n: with m = K n, each start has K world-model samples. Each start
+    counts once, its imagined success being the fraction p_i of its samples that succeed, so the 2x2
+    table sums to n and the counts are averages over the samples (integers when K = 1)."""
+    r = np.asarray(r_ok, dtype=bool)  # (n,)
+    i = np.asarray(i_ok, dtype=float)  # (m,)
+    n, start = len(r), np.arange(len(i)) % len(r)
+    p = np.bincount(start, weights=i, minlength=n) / np.bincount(start, minlength=n)  # (n,) p_i
+    cell = lambda rr, ii: f"real_{'success' if rr else 'fail'}_imagined_{'success' if ii else 'fail'}"  # noqa: E731
+    table = {cell(True, True): p[r].sum(), cell(True, False): (1 - p[r]).sum(),
+             cell(False, True): p[~r].sum(), cell(False, False): (1 - p[~r]).sum()}
+    return {"episodes": n, "samples_per_start": len(i) / n, "real_successes": int(r.sum()),
+            "imagined_successes": float(p.sum()), "table": {k: float(v) for k, v in table.items()},
+            "gap_ci95": paired_gap_interval(r, p), "agreement": float(np.where(r, p, 1 - p).mean())}
+
+
 def paired_gap(real: dict, imagined: dict, real_frames: list[np.ndarray], clf) -> dict:
     """The same policy from the *same* starts in both worlds: real episode i and imagined episode i
-    begin at the same frame. Returns the 2x2 table of outcomes, so a gap is seen per start (e.g.
+    (and i + n, i + 2n, ... when there are several imagined episodes per start) begin at the same frame.
+    Returns the 2x2 table of outcomes (paired_outcomes), so a gap is seen per start (e.g.
     real near misses that imagination scores as successes), not only on average; and how many
     real failures the classifier would call a success on their *real* frames (if many, the gap is
     the classifier's; if few, the world model's)."""
     n = len(real_frames)
     r_ok = [s is not None for s in real["steps_to_success"][:n]]
-    i_ok = [s is not None for s in imagined["steps_to_success"][:n]]
-    cell = lambda r, i: f"real_{'success' if r else 'fail'}_imagined_{'success' if i else 'fail'}"  # noqa: E731
-    table = {cell(r, i): 0 for r in (True, False) for i in (True, False)}
-    for r, i in zip(r_ok, i_ok):
-        table[cell(r, i)] += 1
+    out = paired_outcomes(r_ok, [s is not None for s in imagined["steps_to_success"]])
     dev = next(clf.parameters()).device
-    fooled = sum(bool(reward_mod.predict(clf, f, dev).max() > clf.cfg.threshold)
-                 for f, ok in zip(real_frames, r_ok) if not ok)
-    return {"episodes": n, "real_successes": sum(r_ok), "classifier_fires_on_real_failures": fooled,
-            "imagined_successes": sum(i_ok), "table": table, "gap_ci95": paired_gap_interval(r_ok, i_ok),
-            "agreement": sum(r == i for r, i in zip(r_ok, i_ok)) / max(n, 1)}
+    out["classifier_fires_on_real_failures"] = sum(bool(reward_mod.predict(clf, f, dev).max() > clf.cfg.threshold)
+                                                   for f, ok in zip(real_frames, r_ok) if not ok)
+    return out
 
 
 def compare_to_bc(bc: dict, refined: dict) -> dict:
@@ -178,7 +192,9 @@ def markdown(results: dict) -> str:
                      f"{re['ci95'][0]:.1%}-{re['ci95'][1]:.1%} | {steps} | {ims} |")
     paired = {n: r["paired"] for n, r in results["policies"].items() if "paired" in r}
     if paired:
-        lines += ["", "Per start (real episode i and imagined episode i begin at the same frame):", "",
+        k = max(q.get("samples_per_start", 1) for q in paired.values())
+        lines += ["", "Per start (real episode i and imagined episode i begin at the same frame"
+                  + (f"; {k:g} imagined episodes per start, counted as their average" if k > 1 else "") + "):", "",
                   "| policy | starts | real successes | imagined successes | real fail, imagined success | "
                   "real success, imagined fail | agreement | imagined - real, paired 95% CI | "
                   "classifier fires on real frames of real failures |",
@@ -186,9 +202,10 @@ def markdown(results: dict) -> str:
         for n, q in paired.items():
             t = q["table"]
             gap, lo, hi = q["gap_ci95"]
+            c = lambda x: f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"  # noqa: E731
             lines.append(f"| {n} | {q['episodes']} | {q['real_successes']} | "
-                         f"{q['imagined_successes']} | {t['real_fail_imagined_success']} | "
-                         f"{t['real_success_imagined_fail']} | {q['agreement']:.0%} | "
+                         f"{c(q['imagined_successes'])} | {c(t['real_fail_imagined_success'])} | "
+                         f"{c(t['real_success_imagined_fail'])} | {q['agreement']:.0%} | "
                          f"{gap * 100:+.0f} ({lo * 100:+.0f} to {hi * 100:+.0f}) | "
                          f"{q['classifier_fires_on_real_failures']} of {q['episodes'] - q['real_successes']} |")
     if results.get("vs_bc"):

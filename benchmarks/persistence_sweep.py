@@ -56,13 +56,15 @@ class Args:
     conservative rule "every classifier fires" (reward.pt and these) beside reward.pt alone"""
     noise_seeds: int = 1
     """world-model sampling noise seeds per start: above 1 adds the conservative rule "the episode
-    succeeds in every one of these imagined rollouts" (a lower bound of imagined success)"""
+    succeeds in every one of these imagined rollouts" (a lower bound of imagined success), and the
+    column "mean of the S samples, k=1" (each sample read as 06 reads its one, with noise seed 1234)"""
     world_models: list[Path] = dataclasses.field(default_factory=list)
     """more world-model checkpoints (e.g. 02 with --seed 1 into another run dir): adds the conservative
     rule "the episode succeeds in every world model" (world_model.pt and these, one sample each)"""
     denoising_steps: tuple[int, ...] = ()
     """more sampler settings for world_model.pt: adds, per N, the column "one sample with N Euler steps
-    per frame" (the k columns use the world model's scoring sampler, as 06 does)"""
+    per frame" (the k columns use the world model's scoring sampler, as 06 does), and with
+    --noise-seeds S its mean-of-S-samples column"""
     out: Path | None = None
     """also write the table and the numbers here (.md and .json)"""
     device: str = "auto"
@@ -109,9 +111,9 @@ def main(args: Args) -> dict:
     policies = args.policies or [task_dir / "bc.pt", *sorted(task_dir.glob("ppo_seed*/refined.pt"))]
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device).eval()
     clfs = [clf] + [reward_mod.load_reward(m).to(device).eval() for m in args.members]
-    # one imagined rollout each, in this order: world_model.pt with noise seeds 1234, 1235, ...; each extra
-    # world model; world_model.pt with each --denoising-steps. All but the first group use 05's and 06's seed 1234,
-    # and all but the last the scoring sampler.
+    # one imagined rollout each, in this order: world_model.pt with noise seeds 1234, 1235, ... (ns of them);
+    # each extra world model (seed 1234); world_model.pt with each --denoising-steps, ns noise seeds each.
+    # All but the last group use the scoring sampler; 05 and 06 use seed 1234.
     ns, nw = args.noise_seeds, len(args.world_models)
     rules = [(f"k={k}", k, [0], 1) for k in args.persist]  # (name, k, rollouts, classifiers that must fire)
     if args.members:
@@ -121,7 +123,9 @@ def main(args: Args) -> dict:
     if args.world_models:
         rules += [(f"all {1 + nw} world models succeed, k={k}", k, [0, *range(ns, ns + nw)], 1) for k in args.persist]
     for j, n in enumerate(args.denoising_steps):
-        rules += [(f"{n} Euler steps, k={k}", k, [ns + nw + j], 1) for k in args.persist]
+        rules += [(f"{n} Euler steps, k={k}", k, [ns + nw + j * ns], 1) for k in args.persist]
+    samplers = [("scoring sampler", list(range(ns)))] + [  # (name, rollouts) of the "mean of ns samples" columns
+        (f"{n} Euler steps", list(range(ns + nw + j * ns, ns + nw + (j + 1) * ns))) for j, n in enumerate(args.denoising_steps)]
     wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task).scoring()  # as 06
     for path in args.world_models:
         if not path.exists():
@@ -131,15 +135,16 @@ def main(args: Args) -> dict:
     for n in args.denoising_steps:
         if n < 1:
             common.fail(f"--denoising-steps: {n} is not a number of sampler steps; give 1 or more")
-        rollouts.append((wm.with_sampler(n), 1234))
+        rollouts += [(wm.with_sampler(n), s) for s in range(1234, 1234 + ns)]
     env_cfg = bc_mod.load_policy(policies[0]).cfg.env
     seeds = common.eval_seeds(args.episodes, args.seed_offset)
     starts = torch.from_numpy(common.real_start_frames(args.task, env_cfg, seeds))
     horizon = int(env_cfg["max_steps"])
     lines = [f"{args.task}: {args.episodes} paired starts (eval seeds from offset {args.seed_offset}), threshold "
              f"{clf.cfg.threshold:.2f}; imagined success when the classifier fires on k consecutive frames", "",
-             "| policy | real | " + " | ".join(f"imagined, {r[0]} (gap; per-start agreement)" for r in rules) + " |",
-             "| --- | --- |" + " --- |" * len(rules)]
+             "| policy | real | " + " | ".join(f"imagined, {r[0]} (gap; per-start agreement)" for r in rules)
+             + "".join(f" | {name}: mean of {ns} samples, k=1 (gap; min-max)" for name, _ in samplers if ns > 1) + " |",
+             "| --- | --- |" + " --- |" * (len(rules) + len(samplers) * (ns > 1))]
     results = {}
     for p in policies:
         name = eval_mod.label(p, task_dir)
@@ -151,13 +156,19 @@ def main(args: Args) -> dict:
             ppo_mod.imagined_success(bc_mod.load_policy(p).to(device), model, rec, starts, args.episodes, horizon,
                                      noise_seed=noise_seed)
             fires.append(torch.stack(rec.fires).numpy())
-        row = {"real": int(r_ok.sum())}
+        row = {"real": int(r_ok.sum()), "real_per_start": r_ok.tolist()}
         cells = []
         for rule, k, which, m in rules:
             i_ok = rule_success(fires, k, which, m)
             row[rule] = {"imagined": int(i_ok.sum()), "agreement": float((i_ok == r_ok).mean())}
             cells.append(f"{int(i_ok.sum())} ({(i_ok.sum() - r_ok.sum()) * 100 / args.episodes:+.0f}; "
                          f"{(i_ok == r_ok).mean():.0%})")
+        for sampler, which in samplers if ns > 1 else []:  # each sample alone, as 06 reads its one (seed 1234 first)
+            ok = np.array([rule_success(fires, 1, [r], 1) for r in which])  # (ns, episodes)
+            per_sample, mean = ok.sum(1).tolist(), float(ok.sum(1).mean())
+            row[f"{sampler}: samples"] = {"imagined": per_sample, "mean": mean, "per_start": ok.mean(0).tolist()}
+            cells.append(f"{mean:.1f} ({(mean - r_ok.sum()) * 100 / args.episodes:+.1f}; "
+                         f"{min(per_sample)}-{max(per_sample)})")
         results[name] = row
         lines.append(f"| {name} | {int(r_ok.sum())}/{args.episodes} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)

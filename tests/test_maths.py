@@ -171,3 +171,24 @@ def test_paired_gap_interval_hand_example():
     assert gap == pytest.approx(-0.20)
     assert (lo, hi) == (pytest.approx(-0.20 - 0.11143, abs=1e-4), pytest.approx(-0.20 + 0.11143, abs=1e-4))
     assert ev.paired_gap_interval([True, False], [True, False]) == (0.0, 0.0, 0.0)  # always agreeing: no width
+
+
+def test_paired_outcomes_average_the_samples_of_each_start():
+    """Two real starts (success, failure), three imagined episodes each (episode j from start j % 2):
+    start 0 succeeds in 1 of 3 samples (p = 1/3), start 1 in 3 of 3 (p = 1). Each start counts once."""
+    ev = stage("06_eval")
+    q = ev.paired_outcomes([True, False], [True, True, False, True, False, True])
+    assert q["episodes"] == 2 and q["samples_per_start"] == 3 and q["real_successes"] == 1
+    assert q["imagined_successes"] == pytest.approx(1 / 3 + 1)
+    t = q["table"]
+    assert t["real_success_imagined_success"] == pytest.approx(1 / 3)
+    assert t["real_success_imagined_fail"] == pytest.approx(2 / 3)
+    assert t["real_fail_imagined_success"] == pytest.approx(1.0) and t["real_fail_imagined_fail"] == 0
+    assert q["agreement"] == pytest.approx((1 / 3 + 0) / 2)
+    gap, lo, hi = q["gap_ci95"]  # d = (1/3 - 1, 1 - 0): mean 1/6, sd = |d0 - d1| / sqrt(2)
+    assert gap == pytest.approx(1 / 6) and hi - gap == pytest.approx(1.96 * (5 / 3) / np.sqrt(2) / np.sqrt(2))
+    # one sample per start: the plain 2x2 counts of the paired episodes
+    one = ev.paired_outcomes([True, False, False], [True, True, False])
+    assert one["table"] == {"real_success_imagined_success": 1, "real_success_imagined_fail": 0,
+                            "real_fail_imagined_success": 1, "real_fail_imagined_fail": 1}
+    assert one["agreement"] == pytest.approx(2 / 3)

@@ -68,6 +68,16 @@ def test_all_six_stages(tmp_path, monkeypatch):
     assert rows[1][1].startswith(f"{k_bc}/4"), (text, k_bc)
     assert rows[1][3] == f"{saved['policies']['bc']['paired']['agreement']:.0%}", text  # per-start agreement too
     assert rows[0][1].startswith("4/4") and rows[2][1].startswith("0/4")  # p > 0 always fires, p > 1 never
+    # the persistence sweep with several noise seeds and a second sampler: each rule and each mean reads its own
+    # rollouts (the rule "1 Euler steps" is that sampler's first sample; seed 1234 of the scoring sampler is 06's)
+    ps = benchmark("persistence_sweep")
+    out = ps.main(ps.Args(task=TINY, run_dir=r, policies=[t / "bc.pt"], episodes=4, seed_offset=0, persist=(1,),
+                          workers=1, noise_seeds=2, denoising_steps=(1,)))["bc"]
+    for sampler, first in (("scoring sampler", out["k=1"]), ("1 Euler steps", out["1 Euler steps, k=1"])):
+        m = out[f"{sampler}: samples"]
+        assert len(m["imagined"]) == 2 and m["imagined"][0] == first["imagined"]
+        assert m["mean"] == pytest.approx(np.mean(m["imagined"])) == pytest.approx(sum(m["per_start"]))
+    assert out["k=1"]["imagined"] == sum(s is not None for s in saved["policies"]["bc"]["imagined"]["steps_to_success"][:4])
     # a time budget stops PPO after the iteration that passes it, and that iteration is still scored
     log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=50, critic_warmup=1,
                             eval_every=10, eval_episodes=4, max_minutes=1e-6, seed=1),
