@@ -192,3 +192,9 @@ def test_paired_outcomes_average_the_samples_of_each_start():
     assert one["table"] == {"real_success_imagined_success": 1, "real_success_imagined_fail": 0,
                             "real_fail_imagined_success": 1, "real_fail_imagined_fail": 1}
     assert one["agreement"] == pytest.approx(2 / 3)
+    # 06's per-start table says how many samples a start has, and prints the averaged counts
+    q["classifier_fires_on_real_failures"] = 0
+    real = {"successes": 1, "episodes": 2, "success_rate": 0.5, "ci95": (0.1, 0.9), "mean_steps_to_success": 3.0}
+    text = ev.markdown({"task": "t", "episodes": 2, "policies": {"p": {"real": real, "paired": q}}})
+    row = next(line for line in text.splitlines() if line.startswith("| p | 2 |"))
+    assert "3 imagined episodes per start" in text and row.startswith("| p | 2 | 1 | 1.3 | 1 | 0.7 | 17% | +17 ("), row
