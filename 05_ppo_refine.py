@@ -184,6 +184,22 @@ class ImaginedEnv:
         return self.obs(), reward, done, success
 
 
+def rng_state(gen: torch.Generator) -> dict:
+    """The random streams PPO draws from: the global CPU (and CUDA) generators (sampled actions,
+    minibatches, world-model noise) and `gen` (which start each imagined episode begins from)."""
+    st = {"cpu": torch.get_rng_state(), "starts": gen.get_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(gen: torch.Generator, st: dict) -> None:
+    torch.set_rng_state(st["cpu"])
+    gen.set_state(st["starts"])
+    if "cuda" in st and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
 @torch.no_grad()
 def imagined_success(pi, wm, clf, start_frames: torch.Tensor, episodes: int, horizon: int,
                      deterministic: bool = True, noise_seed: int = 1234, keep_frames: bool = False) -> dict:
@@ -472,6 +488,8 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
         common.fail(f"{out} kept iteration {best['iteration']} at mean-action shift {best['mean_action_shift']:.3f}, "
                     f"beyond --max-action-shift {max_shift}: it was refined with another limit; pass that "
                     f"limit (0: none) or delete the folder to refine again")
+    if it0 and "rng" in st:  # the random streams where the interrupted run left them: resuming reruns nothing
+        set_rng_state(gen, st["rng"])  # differently from an uninterrupted run (tests/test_pipeline.py)
     bar = tqdm(range(it0, args.iterations), initial=it0, total=args.iterations, desc="ppo", unit="it")
     for it in bar:
         # --- 3a. Rollout in imagination, 3b. GAE ---
@@ -516,7 +534,7 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
             writer.add_scalar("charts/SPS", sps, it + 1)
         common.save_checkpoint(out / "state.pt", "ppo_state", policy=pi.state_dict(), critic=critic.state_dict(),
                                opt_pi=opt_pi.state_dict(), opt_v=opt_v.state_dict(), iteration=it + 1,
-                               best=best, log=json.dumps(log), seed=args.seed)
+                               best=best, log=json.dumps(log), seed=args.seed, rng=rng_state(gen))
         if out_of_time:
             print(f"time budget of {args.max_minutes} min reached after iteration {it + 1}")
             break

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -85,6 +86,18 @@ def test_all_six_stages(tmp_path, monkeypatch):
     assert len(log["iterations"]) == 1 and "imagined_heldout_success" in log["iterations"][0]
     assert log["iterations"][0]["hook"] == (1, 2)  # the hook saw iteration 1 and the policy
     assert (t / "ppo_seed1" / "log.json").exists()
+    # resuming the interrupted run reproduces an uninterrupted one exactly (the random streams are in state.pt)
+    short = dict(task=TINY, data_dir=d, num_envs=4, iterations=3, critic_warmup=1, eval_every=10, eval_episodes=4, seed=1)
+    resumed = ppo.main(ppo.Args(run_dir=r, **short))
+    r2 = tmp_path / "runs_uninterrupted"
+    shutil.copytree(r, r2, ignore=shutil.ignore_patterns("ppo_seed*"))
+    whole = ppo.main(ppo.Args(run_dir=r2, **short))
+    assert [i["imagined_train_success"] for i in resumed["iterations"]] == [
+        i["imagined_train_success"] for i in whole["iterations"]]
+    a_st, b_st = (common.load_checkpoint(x / common.task_slug(TINY) / "ppo_seed1" / "state.pt", "ppo_state")
+                  for x in (r, r2))
+    assert a_st["iteration"] == b_st["iteration"] == 3
+    assert all(torch.equal(a_st["policy"][k], b_st["policy"][k]) for k in a_st["policy"])
     # the stopping rule: the kept policy is the best held-out imagined score, and only if it beats BC's
     # by min_improvement (0.05); otherwise refined.pt holds BC's own weights (scores scripted here)
     bc_state = bc_mod.load_policy(t / "bc.pt").state_dict()
