@@ -187,10 +187,13 @@ def init_distributed(device_name: str = "auto"):
 
 
 def finish_distributed() -> None:
-    """Leave the process group, if one was joined."""
+    """Leave the process group, if one was joined. Every rank waits here for the others first (rank 0
+    may still be writing its report): a gloo process that tears down while its peer is busy can abort
+    at exit ("terminate called without an active exception")."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
