@@ -184,22 +184,6 @@ class ImaginedEnv:
         return self.obs(), reward, done, success
 
 
-def rng_state(gen: torch.Generator) -> dict:
-    """The random streams PPO draws from: the global CPU (and CUDA) generators (sampled actions,
-    minibatches, world-model noise) and `gen` (which start each imagined episode begins from)."""
-    st = {"cpu": torch.get_rng_state(), "starts": gen.get_state()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def set_rng_state(gen: torch.Generator, st: dict) -> None:
-    torch.set_rng_state(st["cpu"])
-    gen.set_state(st["starts"])
-    if "cuda" in st and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
 @torch.no_grad()
 def imagined_success(pi, wm, clf, start_frames: torch.Tensor, episodes: int, horizon: int,
                      deterministic: bool = True, noise_seed: int = 1234, keep_frames: bool = False) -> dict:
@@ -207,8 +191,7 @@ def imagined_success(pi, wm, clf, start_frames: torch.Tensor, episodes: int, hor
     with fixed world-model sampling noise so that two policies are compared on equal terms.
     `keep_frames`: also return each episode's imagined frames, up to its first success, as
     "frames" [(L+1, H, W, 3) uint8] (06_eval.py's videos of the starts where the worlds disagree)."""
-    cpu_state = torch.get_rng_state()
-    cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    saved = common.rng_state()
     torch.manual_seed(noise_seed)
     idx = torch.arange(episodes) % len(start_frames)
     env = ImaginedEnv(wm, clf, start_frames, episodes, horizon, pi.cfg.frame_stack, torch.Generator())
@@ -222,9 +205,7 @@ def imagined_success(pi, wm, clf, start_frames: torch.Tensor, episodes: int, hor
         first[(first < 0) & success] = t + 1
         if keep_frames:
             seen.append(common.to_uint8(obs[:, -1].float().cpu()))
-    torch.set_rng_state(cpu_state)
-    if cuda_state is not None:
-        torch.cuda.set_rng_state_all(cuda_state)
+    common.set_rng_state(saved)
     k = int((first > 0).sum())
     steps = [int(s) for s in first if s > 0]
     out = {"episodes": episodes, "successes": k, "success_rate": k / episodes,
@@ -489,7 +470,7 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
                     f"beyond --max-action-shift {max_shift}: it was refined with another limit; pass that "
                     f"limit (0: none) or delete the folder to refine again")
     if it0 and "rng" in st:  # the random streams where the interrupted run left them: resuming reruns nothing
-        set_rng_state(gen, st["rng"])  # differently from an uninterrupted run (tests/test_pipeline.py)
+        common.set_rng_state(st["rng"], gen)  # differently from an uninterrupted run (tests/test_pipeline.py)
     bar = tqdm(range(it0, args.iterations), initial=it0, total=args.iterations, desc="ppo", unit="it")
     for it in bar:
         # --- 3a. Rollout in imagination, 3b. GAE ---
@@ -534,7 +515,7 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
             writer.add_scalar("charts/SPS", sps, it + 1)
         common.save_checkpoint(out / "state.pt", "ppo_state", policy=pi.state_dict(), critic=critic.state_dict(),
                                opt_pi=opt_pi.state_dict(), opt_v=opt_v.state_dict(), iteration=it + 1,
-                               best=best, log=json.dumps(log), seed=args.seed, rng=rng_state(gen))
+                               best=best, log=json.dumps(log), seed=args.seed, rng=common.rng_state(gen))
         if out_of_time:
             print(f"time budget of {args.max_minutes} min reached after iteration {it + 1}")
             break

@@ -199,10 +199,10 @@ def markdown(results: dict) -> str:
                   "real success, imagined fail | agreement | imagined - real, paired 95% CI | "
                   "classifier fires on real frames of real failures |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        c = lambda x: f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"  # noqa: E731 (averaged counts)
         for n, q in paired.items():
             t = q["table"]
             gap, lo, hi = q["gap_ci95"]
-            c = lambda x: f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"  # noqa: E731
             lines.append(f"| {n} | {q['episodes']} | {q['real_successes']} | "
                          f"{c(q['imagined_successes'])} | {c(t['real_fail_imagined_success'])} | "
                          f"{c(t['real_success_imagined_fail'])} | {q['agreement']:.0%} | "

@@ -186,6 +186,30 @@ def init_distributed(device_name: str = "auto"):
     return dist.get_rank(), world, device
 
 
+def rng_state(gen=None) -> dict:
+    """The global CPU (and CUDA) random streams, and `gen`'s if given: what a resumed run must restore
+    to draw the same numbers an uninterrupted one would, or what a side computation restores after."""
+    import torch
+
+    st = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    if gen is not None:
+        st["gen"] = gen.get_state()
+    return st
+
+
+def set_rng_state(st: dict, gen=None) -> None:
+    """Put back what rng_state saved (CUDA's only on a machine with as many devices)."""
+    import torch
+
+    torch.set_rng_state(st["cpu"])
+    if "cuda" in st and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(st["cuda"])
+    if gen is not None:
+        gen.set_state(st["gen"])
+
+
 def finish_distributed() -> None:
     """Leave the process group, if one was joined. Every rank waits here for the others first (rank 0
     may still be writing its report): a gloo process that tears down while its peer is busy can abort
