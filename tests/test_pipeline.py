@@ -79,6 +79,7 @@ def test_all_six_stages(tmp_path, monkeypatch):
         assert len(m["imagined"]) == 2 and m["imagined"][0] == first["imagined"]
         assert m["mean"] == pytest.approx(np.mean(m["imagined"])) == pytest.approx(sum(m["per_start"]))
     assert out["k=1"]["imagined"] == sum(s is not None for s in saved["policies"]["bc"]["imagined"]["steps_to_success"][:4])
+    check_replay_fidelity(r, t, saved)
     # a time budget stops PPO after the iteration that passes it, and that iteration is still scored
     log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=50, critic_warmup=1,
                             eval_every=10, eval_episodes=4, max_minutes=1e-6, seed=1),
@@ -187,6 +188,53 @@ class ShowsSuccessEarly(wm_mod.WorldModel):
         from tiny_env import GOAL, render_batch
         img = torch.from_numpy(render_batch(np.repeat(GOAL[None], len(frames), 0), self.res))
         return common.to_float(img)
+
+
+class CopyLast:
+    """A world model that imagines the newest frame of its history again: its teacher-forced prediction
+    of x_{t+1} is the real x_t, its open loop stays at x_0. Checks which frame conditions which step."""
+
+    def __init__(self, wm):
+        self.wm, self.device = wm, wm.device
+        self.push = wm_mod.WorldModel.push
+
+    def start(self, first_frames):
+        return self.wm.start(first_frames)
+
+    def step(self, frames, actions, mask):
+        return frames[:, -1]
+
+
+def check_replay_fidelity(r, t, saved):
+    """benchmarks/replay_fidelity.py on the tiny pipeline's BC: the same real episodes as 06, actions that
+    reproduce them in the real env, and the teacher-forced and open-loop histories at the right frames."""
+    rf = benchmark("replay_fidelity")
+    out = rf.main(rf.Args(task=TINY, run_dir=r, policies=[t / "bc.pt"], episodes=4, seed_offset=0, workers=1,
+                          denoising_steps=(1, 2)))["bc"]
+    assert out["real_per_start"] == [s is not None for s in saved["policies"]["bc"]["real"]["steps_to_success"][:4]]
+    k = out["real"]
+    for s in out["samplers"].values():
+        for m in s.values():
+            assert 0 <= m["success_frame_fires"] <= k and m["fires_in_failures"] <= 4 - k and np.isfinite(m["psnr"])
+    pi = bc_mod.load_policy(t / "bc.pt")
+    env_cfg = pi.cfg.env
+    seeds = common.eval_seeds(4, 0)
+    real = common.evaluate_real(bc_mod.load_policy, t / "bc.pt", TINY, env_cfg, seeds, 1, keep_frames=4)
+    frames = real["frames"]
+    actions = [rf.real_actions(pi, f) for f in frames]
+    env = common.make_env(TINY, common.EnvConfig(**env_cfg))
+    for seed, f, a in zip(seeds, frames, actions):  # the recomputed actions replay each real episode exactly
+        assert len(a) == len(f) - 1 and np.array_equal(env.reset(seed), f[0])
+        assert all(np.array_equal(env.step(a_t.numpy())[0], f[i + 1]) for i, a_t in enumerate(a))
+    clf = reward_mod.load_reward(t / "reward.pt")
+    fake = CopyLast(wm_mod.load_world_model(r / "world_model.pt", torch.device("cpu")))
+    u = lambda x: common.to_float(torch.from_numpy(x))  # noqa: E731
+    for teacher in (True, False):
+        fires, psnr = rf.replay(fake, clf, frames, actions, teacher)
+        for f, fi, p in zip(frames, fires, psnr):
+            want = f[:-1] if teacher else np.repeat(f[:1], len(f) - 1, 0)  # the frame imagined as x_{t+1}
+            assert np.allclose(p, wm_mod.psnr(u(want), u(f[1:])).numpy(), atol=1e-4)
+            assert np.array_equal(fi, clf.success(u(want)).numpy())
 
 
 def test_gap_report_detects_wrong_world_model(tiny_data, tmp_path):
