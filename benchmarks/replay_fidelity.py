@@ -13,12 +13,11 @@ back (closed loop). This separates them, per sampler, on each policy's real epis
   episode's length L.
 
 The real actions are the policy's mean actions (06 evaluates deterministically), recomputed from the
-real frames. The classifier is also read on the real frames, so "fires on the real success frame"
-gives the ceiling that no sampler can beat. Docs: docs/RESULTS.md, "Where the samplers part".
+real frames. The classifier is also read on the real frames themselves, the reference for both. Docs: docs/RESULTS.md, "Where the samplers part".
 
     python benchmarks/replay_fidelity.py --task button-press --denoising-steps 3 10 \\
         --out benchmarks/results/scoring-sampler-cpu/replay_eval_starts
-        # BC and every ppo_seed*/refined.pt on 06's 100 starts; ~5 min per policy on 2 cores
+        # BC and every ppo_seed*/refined.pt on 06's 100 starts; ~2 min per policy on 2 cores
 """
 
 from __future__ import annotations
@@ -122,18 +121,18 @@ def summarise(r_ok: np.ndarray, fires: list[np.ndarray], psnr: list[np.ndarray])
 def markdown(results: dict, task: str, episodes: int, offset: int) -> str:
     lines = [f"{task}: each policy's {episodes} real episodes (eval seeds from offset {offset}) replayed "
              "through the world model with their real actions", "",
-             "| policy | sampler | real successes | classifier on the real success frame "
-             "| teacher-forced: success frame read as success | teacher-forced: fires in a real failure "
-             "| teacher-forced PSNR (all; success frames) | open loop: fires within L, real successes "
-             "| open loop: fires within L, real failures |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| policy | sampler | real successes | success frame read as success: real frame | teacher-forced "
+             "| real failures with a fire: real frames | teacher-forced | teacher-forced PSNR, dB (all; success "
+             "frames) | open loop, fires within L: real successes | real failures |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in results.items():
         k, n_fail = row["real"], episodes - row["real"]
         for steps, s in row["samplers"].items():
             tf, ol = s["teacher_forced"], s["open_loop"]
             sf = "-" if tf["psnr_success_frame"] is None else f"{tf['psnr_success_frame']:.1f}"
             lines.append(f"| {name} | {steps} Euler steps | {k} | {row['real_success_frame_fires']} of {k} "
-                         f"| {tf['success_frame_fires']} of {k} | {tf['fires_in_failures']} of {n_fail} "
+                         f"| {tf['success_frame_fires']} of {k} | {row['real_fires_in_failures']} of {n_fail} "
+                         f"| {tf['fires_in_failures']} of {n_fail} "
                          f"| {tf['psnr']:.1f}; {sf} | {ol['fires_in_successes']} of {k} "
                          f"| {ol['fires_in_failures']} of {n_fail} |")
     return "\n".join(lines)
