@@ -54,7 +54,12 @@ def test_all_six_stages(tmp_path, monkeypatch):
         ref = np.mean([-10 * np.log10(max(m, 1e-10)) for m in mse])
         assert fid["psnr_copy_last"][h] == pytest.approx(ref, abs=1e-3)
     assert len(fid["psnr_model"]) == 4 and np.isfinite(fid["psnr_model"]).all()
+    # one checkpoint, one number: 02's report and 06's fidelity draw the same sampling noise
+    f02 = json.loads((r / "world_model_eval" / "world_model_fidelity.json").read_text())["t0=0"]
+    assert f02["psnr_model"] == pytest.approx(fid["psnr_model"]) and f02["ssim_model"] == pytest.approx(fid["ssim_model"])
+    a03 = json.loads((t / "reward_metrics.json").read_text())["imagined"]
     a = saved["classifier_agreement"]
+    assert a == a03  # and 03's classifier check on imagined frames is 06's
     assert a["episodes"] == len(held) and a["per_step_agreement"] == pytest.approx(np.mean(a["agreement_by_step"]))
     assert (t / "eval" / "results.md").read_text().startswith("###")
     assert res["task"] == TINY
