@@ -473,10 +473,11 @@ def open_loop(wm: WorldModel, episodes: list[dict], t0: int, H: int,
     return torch.stack(imagined, 1), real
 
 
-def evaluate_fidelity(wm: WorldModel, episodes: list[dict], H: int = 16, t0: int = 0) -> dict:
+def evaluate_fidelity(wm: WorldModel, episodes: list[dict], H: int = 16, t0: int = 0,
+                      noise_seed: int = 1234) -> dict:
     """Per-step PSNR and SSIM of the model and of copy-last-frame, averaged over episodes."""
     episodes = [e for e in episodes if len(e["actions"]) >= t0 + H]
-    imagined, real = open_loop(wm, episodes, t0, H)
+    imagined, real = open_loop(wm, episodes, t0, H, noise_seed)
     last = to_float(torch.stack([torch.from_numpy(e["frames"][t0]) for e in episodes]))
     out = {"t0": t0, "horizon": H, "episodes": len(episodes)}
     for name, fn in (("psnr", psnr), ("ssim", ssim)):

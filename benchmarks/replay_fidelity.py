@@ -95,10 +95,11 @@ def replay(wm, clf, frames: list[np.ndarray], actions: list[torch.Tensor], teach
         a_t = torch.stack([a[t] if L > t else torch.zeros(D) for a, L in zip(actions, Ls)])  # (n, D)
         hist = wm.push(hist, None, a_t)
         real_next = common.to_float(torch.from_numpy(np.stack([f[min(t + 1, len(f) - 1)] for f in frames])))
-        x = real_next.to(wm.device).clone()  # finished episodes keep their last real frame
-        x[live] = wm.step(*(h[live] for h in hist))
-        ok = clf.success(x[live].to(dev)).cpu().numpy()
-        p = wm_mod.psnr(x[live].cpu(), real_next[live]).numpy()
+        on = live.to(wm.device)
+        x = real_next.to(wm.device, copy=True)  # finished episodes keep their last real frame
+        x[on] = wm.step(*(h[on] for h in hist))
+        ok = clf.success(x[on].to(dev)).cpu().numpy()
+        p = wm_mod.psnr(x[on].cpu(), real_next[live]).numpy()
         for j, i in enumerate(live.nonzero()[:, 0].tolist()):
             fires[i][t], psnr[i][t] = ok[j], p[j]
         hist = wm.push(hist, real_next if teacher else x, None)
