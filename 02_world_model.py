@@ -455,21 +455,19 @@ def open_loop(wm: WorldModel, episodes: list[dict], t0: int, H: int,
     Returns imagined and real frames, both (N, H, 3, H_img, W_img) in [-1, 1]. The sampling noise is
     fixed (`noise_seed`; the global random state is put back after), so every stage that measures one
     checkpoint this way prints the same numbers: one sample per episode moves PSNR by about 0.2 dB."""
-    saved = common.rng_state()
-    torch.manual_seed(noise_seed)
-    real = torch.stack([to_float(torch.from_numpy(e["frames"][t0 + 1:t0 + 1 + H])) for e in episodes])
-    acts = torch.stack([torch.from_numpy(e["actions"]) for e in episodes]).to(wm.device)  # (N, L, D)
-    hist = wm.start(torch.stack([torch.from_numpy(e["frames"][0]) for e in episodes]))
-    for t in range(1, t0 + 1):  # fill the history with real frames and actions up to x_{t0}
-        f = to_float(torch.stack([torch.from_numpy(e["frames"][t]) for e in episodes]))
-        hist = wm.push(hist, f, acts[:, t - 1])
-    imagined = []
-    for t in range(t0, t0 + H):
-        hist = wm.push(hist, None, acts[:, t])
-        x = wm.step(*hist)
-        imagined.append(x.cpu())
-        hist = wm.push(hist, x, None)
-    common.set_rng_state(saved)
+    with common.fixed_noise(noise_seed):  # the same world-model samples on every call
+        real = torch.stack([to_float(torch.from_numpy(e["frames"][t0 + 1:t0 + 1 + H])) for e in episodes])
+        acts = torch.stack([torch.from_numpy(e["actions"]) for e in episodes]).to(wm.device)  # (N, L, D)
+        hist = wm.start(torch.stack([torch.from_numpy(e["frames"][0]) for e in episodes]))
+        for t in range(1, t0 + 1):  # fill the history with real frames and actions up to x_{t0}
+            f = to_float(torch.stack([torch.from_numpy(e["frames"][t]) for e in episodes]))
+            hist = wm.push(hist, f, acts[:, t - 1])
+        imagined = []
+        for t in range(t0, t0 + H):
+            hist = wm.push(hist, None, acts[:, t])
+            x = wm.step(*hist)
+            imagined.append(x.cpu())
+            hist = wm.push(hist, x, None)
     return torch.stack(imagined, 1), real
 
 

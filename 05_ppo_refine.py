@@ -191,21 +191,19 @@ def imagined_success(pi, wm, clf, start_frames: torch.Tensor, episodes: int, hor
     with fixed world-model sampling noise so that two policies are compared on equal terms.
     `keep_frames`: also return each episode's imagined frames, up to its first success, as
     "frames" [(L+1, H, W, 3) uint8] (06_eval.py's videos of the starts where the worlds disagree)."""
-    saved = common.rng_state()
-    torch.manual_seed(noise_seed)
-    idx = torch.arange(episodes) % len(start_frames)
-    env = ImaginedEnv(wm, clf, start_frames, episodes, horizon, pi.cfg.frame_stack, torch.Generator())
-    obs = env.reset(idx)
-    first = torch.full((episodes,), -1)
-    seen = [common.to_uint8(obs[:, -1].float().cpu())] if keep_frames else []  # [(episodes, H, W, 3)] per step
-    for t in range(horizon):
-        d = pi.dist(obs.to(wm.device))
-        a = d.mean if deterministic else d.sample()
-        obs, _, _, success = env.step(a.clamp(-1, 1), auto_reset=False)
-        first[(first < 0) & success] = t + 1
-        if keep_frames:
-            seen.append(common.to_uint8(obs[:, -1].float().cpu()))
-    common.set_rng_state(saved)
+    with common.fixed_noise(noise_seed):  # the same world-model samples on every call
+        idx = torch.arange(episodes) % len(start_frames)
+        env = ImaginedEnv(wm, clf, start_frames, episodes, horizon, pi.cfg.frame_stack, torch.Generator())
+        obs = env.reset(idx)
+        first = torch.full((episodes,), -1)
+        seen = [common.to_uint8(obs[:, -1].float().cpu())] if keep_frames else []  # [(episodes, H, W, 3)] per step
+        for t in range(horizon):
+            d = pi.dist(obs.to(wm.device))
+            a = d.mean if deterministic else d.sample()
+            obs, _, _, success = env.step(a.clamp(-1, 1), auto_reset=False)
+            first[(first < 0) & success] = t + 1
+            if keep_frames:
+                seen.append(common.to_uint8(obs[:, -1].float().cpu()))
     k = int((first > 0).sum())
     steps = [int(s) for s in first if s > 0]
     out = {"episodes": episodes, "successes": k, "success_rate": k / episodes,

@@ -74,6 +74,11 @@ def label(path: Path, task_dir: Path) -> str:
         return str(path)
 
 
+def default_policies(task_dir: Path) -> list[Path]:
+    """BC (stage 4) and every refined policy of stage 5 in a task's run folder."""
+    return [task_dir / "bc.pt", *sorted(task_dir.glob("ppo_seed*/refined.pt"))]
+
+
 def mean_action_weights(path: Path) -> dict:
     """The weights that decide a policy's mean action: all but log_std. The evaluation acts with
     the mean, so two checkpoints equal here (a refined.pt whose stopping rule kept BC) score alike."""
@@ -251,7 +256,7 @@ def main(args: Args) -> dict:
     common.seed_everything(args.seed)
     device = common.pick_device(args.device)
     task_dir = args.run_dir / common.task_slug(args.task)
-    policies = args.policies or [task_dir / "bc.pt", *sorted(task_dir.glob("ppo_seed*/refined.pt"))]
+    policies = args.policies or default_policies(task_dir)
     policies = [p for p in policies if Path(p).exists()] or common.fail(
         f"no policy checkpoints in {task_dir}; run 04_bc.py (and 05_ppo_refine.py) first")
     out = task_dir / "eval"

@@ -23,6 +23,7 @@ Dataset format (a user with recorded robot demos can write it with `save_episode
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -208,6 +209,21 @@ def set_rng_state(st: dict, gen=None) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
     if gen is not None:
         gen.set_state(st["gen"])
+
+
+@contextlib.contextmanager
+def fixed_noise(seed: int):
+    """Draw the random numbers inside the block from `seed`, then put the global streams back: a
+    measurement (imagined success, an open-loop rollout) reads the same samples whenever it runs, and
+    does not move the random numbers of what runs after it."""
+    import torch
+
+    saved = rng_state()
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
 
 
 def finish_distributed() -> None:

@@ -108,7 +108,7 @@ class Fires:
 def main(args: Args) -> dict:
     device = common.pick_device(args.device)
     task_dir = args.run_dir / common.task_slug(args.task)
-    policies = args.policies or [task_dir / "bc.pt", *sorted(task_dir.glob("ppo_seed*/refined.pt"))]
+    policies = args.policies or eval_mod.default_policies(task_dir)
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device).eval()
     clfs = [clf] + [reward_mod.load_reward(m).to(device).eval() for m in args.members]
     # one imagined rollout each, in this order: world_model.pt with noise seeds 1234, 1235, ... (ns of them);

@@ -82,28 +82,26 @@ def replay(wm, clf, frames: list[np.ndarray], actions: list[torch.Tensor], teach
     teacher: each step conditions on the real history (one-step predictions); else on the imagined
     one (open loop). Returns per episode the classifier's verdicts (L,) bool and PSNR (L,) against the
     real frames."""
-    saved = common.rng_state()
-    torch.manual_seed(noise_seed)
-    n, Ls = len(frames), [len(a) for a in actions]
-    D = actions[0].shape[1]
-    hist = wm.start(torch.from_numpy(np.stack([f[0] for f in frames])))
-    fires = [np.zeros(L, dtype=bool) for L in Ls]
-    psnr = [np.zeros(L) for L in Ls]
-    dev = next(clf.parameters()).device
-    for t in tqdm(range(max(Ls)), desc="teacher-forced" if teacher else "open loop", unit="step", leave=False):
-        live = torch.tensor([L > t for L in Ls])
-        a_t = torch.stack([a[t] if L > t else torch.zeros(D) for a, L in zip(actions, Ls)])  # (n, D)
-        hist = wm.push(hist, None, a_t)
-        real_next = common.to_float(torch.from_numpy(np.stack([f[min(t + 1, len(f) - 1)] for f in frames])))
-        on = live.to(wm.device)
-        x = real_next.to(wm.device, copy=True)  # finished episodes keep their last real frame
-        x[on] = wm.step(*(h[on] for h in hist))
-        ok = clf.success(x[on].to(dev)).cpu().numpy()
-        p = wm_mod.psnr(x[on].cpu(), real_next[live]).numpy()
-        for j, i in enumerate(live.nonzero()[:, 0].tolist()):
-            fires[i][t], psnr[i][t] = ok[j], p[j]
-        hist = wm.push(hist, real_next if teacher else x, None)
-    common.set_rng_state(saved)
+    with common.fixed_noise(noise_seed):  # the same world-model samples on every call
+        Ls = [len(a) for a in actions]
+        D = actions[0].shape[1]
+        hist = wm.start(torch.from_numpy(np.stack([f[0] for f in frames])))
+        fires = [np.zeros(L, dtype=bool) for L in Ls]
+        psnr = [np.zeros(L) for L in Ls]
+        dev = next(clf.parameters()).device
+        for t in tqdm(range(max(Ls)), desc="teacher-forced" if teacher else "open loop", unit="step", leave=False):
+            live = torch.tensor([L > t for L in Ls])
+            a_t = torch.stack([a[t] if L > t else torch.zeros(D) for a, L in zip(actions, Ls)])  # (n, D)
+            hist = wm.push(hist, None, a_t)
+            real_next = common.to_float(torch.from_numpy(np.stack([f[min(t + 1, len(f) - 1)] for f in frames])))
+            on = live.to(wm.device)
+            x = real_next.to(wm.device, copy=True)  # finished episodes keep their last real frame
+            x[on] = wm.step(*(h[on] for h in hist))
+            ok = clf.success(x[on].to(dev)).cpu().numpy()
+            p = wm_mod.psnr(x[on].cpu(), real_next[live]).numpy()
+            for j, i in enumerate(live.nonzero()[:, 0].tolist()):
+                fires[i][t], psnr[i][t] = ok[j], p[j]
+            hist = wm.push(hist, real_next if teacher else x, None)
     return fires, psnr
 
 
@@ -142,7 +140,7 @@ def markdown(results: dict, task: str, episodes: int, offset: int) -> str:
 def main(args: Args) -> dict:
     device = common.pick_device(args.device)
     task_dir = args.run_dir / common.task_slug(args.task)
-    policies = args.policies or [task_dir / "bc.pt", *sorted(task_dir.glob("ppo_seed*/refined.pt"))]
+    policies = args.policies or eval_mod.default_policies(task_dir)
     for p in policies:
         if not Path(p).exists():
             common.fail(f"{p} does not exist; give --policies that exist or run 04_bc.py / 05_ppo_refine.py first")
