@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402
@@ -151,7 +152,7 @@ def main(args: Args) -> dict:
         real = common.evaluate_real(bc_mod.load_policy, p, args.task, env_cfg, seeds, args.workers, desc=f"real {name}")
         r_ok = np.array([s is not None for s in real["steps_to_success"]])
         fires = []  # per rollout: (horizon, classifiers, episodes)
-        for model, noise_seed in rollouts:
+        for model, noise_seed in tqdm(rollouts, desc=f"imagined {name}", unit="rollout", leave=False):
             rec = Fires(clfs)
             ppo_mod.imagined_success(bc_mod.load_policy(p).to(device), model, rec, starts, args.episodes, horizon,
                                      noise_seed=noise_seed)
