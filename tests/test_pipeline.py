@@ -144,6 +144,25 @@ def test_all_six_stages(tmp_path, monkeypatch):
     with pytest.raises(common.UserError, match="max-action-shift"):
         ppo.main(args)
     monkeypatch.undo()
+    # --denoising-steps: PPO's rollouts imagine with that many steps, the stopping rule still scores with the
+    # scoring sampler, and a run does not resume in another sampler than the one it was trained in
+    n = next(k for k in range(2, 9) if k not in (wm_cfg.denoising_steps, wm_cfg.score_denoising_steps))
+    envs = []  # num_steps of the world model behind every imagined env made
+
+    class Spy(ppo.ImaginedEnv):
+        def __init__(self, wm, *a):
+            envs.append(wm.num_steps)
+            super().__init__(wm, *a)
+
+    monkeypatch.setattr(ppo, "ImaginedEnv", Spy)
+    args = ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=1, critic_warmup=0, eval_every=1,
+                    eval_episodes=4, denoising_steps=n, seed=6)
+    log = ppo.main(args)
+    assert log["imagination"]["denoising_steps"] == n and envs.count(n) == 1
+    assert sorted(set(envs)) == sorted({n, wm_cfg.score_denoising_steps}) and len(envs) == 3  # BC, train, it 1
+    with pytest.raises(common.UserError, match="denoising-steps"):
+        ppo.main(dataclasses.replace(args, iterations=2, denoising_steps=0))
+    monkeypatch.undo()
     # no stopping rule and another std cap: refined.pt is the last iteration, with the cap in its config
     log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=3, critic_warmup=0,
                             eval_every=2, eval_episodes=4, stopping_rule=False, std_cap=2.0, seed=4))
