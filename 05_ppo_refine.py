@@ -130,8 +130,9 @@ class Args:
     """Euler steps per imagined frame in PPO's rollouts; 0: the world model's own (02's --denoising-steps,
     3). 10, the scoring sampler's, trains the policy in the world that scores it: on button-press three
     seeds then read within 10 points of real success on 06's starts (with 3, one read 20 low), at 2.2x
-    this stage's time on a CPU, one of them by errors that cancel (docs/RESULTS.md, "Training in the
-    scoring sampler")"""
+    this stage's time on a CPU, one of them by errors that cancel; with --max-action-shift 0.25 too, all
+    three read within 6 points, honestly, at a smaller gain (docs/RESULTS.md, "Training in the scoring
+    sampler")"""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """imagination, actor and critic in bf16, fp32, or auto (bf16 where fast; common.autocast)"""
     device: str = "auto"
