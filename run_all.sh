@@ -6,7 +6,8 @@
 # scripts' docstrings. Every stage reuses what is on disk, so a rerun resumes where it stopped.
 #
 #   bash run_all.sh                             # CPU defaults (2 cores, ~40 min): button-press, 48x48, BC from 2 demos
-#   TASK=coffee-pull DEMOS=20 bash run_all.sh   # another Meta-World task (pick DEMOS so BC leaves room)
+#   TASK=lever-pull DEMOS=10 bash run_all.sh    # another Meta-World task, into runs/cpu-lever-pull (pick
+#                                               # DEMOS so BC leaves room)
 #   PPO_SEEDS="0 1 2" bash run_all.sh           # several refinement seeds (06 compares them all with BC)
 #   CAM=topview bash run_all.sh                 # another Meta-World camera (data and runs get their own folders)
 #   PROFILE=class bash run_all.sh               # one class period (~15 min on 2 cores): every stage, smaller budgets
@@ -70,6 +71,9 @@ case "$WORKERS" in [1-9]|[1-9][0-9]) ;; *) echo "error: WORKERS must be a number
 # CPU defaults only. (After the main command, ROUNDS=2 resumes its round-1 run past the limit.)
 if [ "$ROUNDS" != 1 ] || [ "$PROFILE" = gpu ]; then PPO_FLAGS="$PPO_FLAGS --max-action-shift 0"; fi
 [ "$CAM" = corner ] || { DATA=$DATA-$CAM; RUNS=$RUNS-$CAM; }
+# The world model lives beside the tasks' folders (it may serve several), so another task gets its
+# own run folder: its world model must not meet the default task's.
+[ "$TASK" = button-press ] || RUNS=$RUNS-$TASK
 # Flags only where they differ from the defaults, so the CPU commands read as the docstrings do.
 D=""; R=""; C=""; S=""; W=""
 [ "$WORKERS" = 2 ] || W="--workers $WORKERS"

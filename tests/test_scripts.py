@@ -48,3 +48,28 @@ def test_next_round_rejects_missing_inputs(tmp_path):
     r = run_bash("benchmarks/next_round.sh", FROM_DATA=str(tmp_path / "d"), FROM_RUNS=str(tmp_path), TO="x")
     assert r.returncode == 2 and "ppo_seed0/refined.pt" in r.stderr
     assert not (REPO / "data" / "x").exists() and not (REPO / "runs" / "x").exists()  # nothing written
+
+
+def test_run_all_gives_another_task_its_own_run_folder(tmp_path):
+    """The world model sits beside the tasks' folders, so a second task in the default run folder
+    would meet the first task's model. Every command is recorded by a stand-in `python`."""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "python").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n')
+    (shim / "python").chmod(0o755)
+    task = "reach-probe"  # a name no real run uses: the stand-in writes nothing under runs/ but a log
+    try:
+        r = run_bash("run_all.sh", TASK=task, PATH=f"{shim}:{os.environ['PATH']}")
+        assert r.returncode == 0, r.stderr
+        calls = (tmp_path / "calls").read_text().splitlines()
+        stages = [c.split()[0] for c in calls]
+        assert stages == ["01_collect.py", "04_bc.py", "01_collect.py", "02_world_model.py", "03_reward.py",
+                          "05_ppo_refine.py", "06_eval.py"], calls
+        for c in calls:  # data stays shared (per-task folders); every run path is the task's own
+            assert f"--tasks {task}" in c or f"--task {task}" in c, c
+            if not c.startswith("01_collect.py"):
+                assert f"--run-dir runs/cpu-{task}" in c, c
+        assert f"--policy runs/cpu-{task}/{task}/bc.pt" in calls[2]
+    finally:
+        import shutil
+        shutil.rmtree(REPO / "runs" / f"cpu-{task}", ignore_errors=True)
