@@ -16,7 +16,7 @@ collect, wm_mod, reward_mod, bc_mod, ppo, ev = (stage(s) for s in (
 SMALL = dict(channels=(8, 16))
 
 
-def test_all_six_stages(tmp_path, monkeypatch):
+def test_all_six_stages(tmp_path, monkeypatch, capsys):
     d, r = tmp_path / "data", tmp_path / "runs"
     collect.main(collect.Args(tasks=[TINY], data_dir=d, num_expert=20, num_noisy=20, num_random=10,
                               resolution=16, action_repeat=1, max_steps=10, workers=2))
@@ -109,24 +109,44 @@ def test_all_six_stages(tmp_path, monkeypatch):
     bc_state = bc_mod.load_policy(t / "bc.pt").state_dict()
     wm_cfg = wm_mod.load_world_model(r / "world_model.pt", torch.device("cpu")).cfg
     assert saved["imagination"]["denoising_steps"] == wm_cfg.score_denoising_steps != wm_cfg.denoising_steps
-    for seed, scores, kept in ((2, [0.5, 0.53, 0.4, 0.7, 0.6], 3), (3, [0.5, 0.54, 0.3, 0.2, 0.1], 0)):
-        it, samplers = iter(scores), []  # the stopping rule scores with the scoring sampler, as 06 does
-        monkeypatch.setattr(ppo, "imagined_success", lambda *a, **k: samplers.append(a[1].num_steps) or {
-            "episodes": 4, "successes": 0, "success_rate": next(it), "ci95": (0.0, 1.0),
-            "mean_steps_to_success": None, "steps_to_success": []})
+    # BC is also read once in the sampler PPO trains in; below half its scoring-sampler success, PPO trains
+    # in the scoring sampler
+    score_steps, train_steps = wm_cfg.score_denoising_steps, wm_cfg.denoising_steps
+
+    def scripted(scores, in_training_sampler):
+        return lambda *a, **k: samplers.append(a[1].num_steps) or {
+            "episodes": 4, "successes": 0, "ci95": (0.0, 1.0), "mean_steps_to_success": None, "steps_to_success": [],
+            "success_rate": next(scores) if a[1].num_steps == score_steps else in_training_sampler}
+    Env, made = ppo.ImaginedEnv, []  # num_steps of the world model behind each training env
+
+    class TrainingEnv(Env):
+        def __init__(self, wm, *a):
+            made.append(wm.num_steps)
+            Env.__init__(self, wm, *a)
+    monkeypatch.setattr(ppo, "ImaginedEnv", TrainingEnv)
+    for seed, scores, kept, in_train in ((2, [0.5, 0.53, 0.4, 0.7, 0.6], 3, 0.2), (3, [0.5, 0.54, 0.3, 0.2, 0.1], 0, 0.3)):
+        samplers, made[:] = [], []  # the stopping rule scores with the scoring sampler, as 06 does
+        monkeypatch.setattr(ppo, "imagined_success", scripted(iter(scores), in_train))
+        capsys.readouterr()
         log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=4, critic_warmup=0,
                                 eval_every=1, eval_episodes=4, learning_rate=1e-3, seed=seed))
         ck = common.load_checkpoint(t / f"ppo_seed{seed}" / "refined.pt", "ppo")
         assert log["best"]["iteration"] == kept and ck["iteration"] == kept
-        assert samplers == [wm_cfg.score_denoising_steps] * 5
+        assert samplers == [score_steps, train_steps] + [score_steps] * 4
+        assert log["bc_imagined_training_sampler"]["success_rate"] == in_train
+        # below half (seed 2), PPO trains in the scoring sampler instead, and the run resumes in it
+        lost = in_train < 0.5 * scores[0]
+        assert ("it trains in the scoring sampler" in capsys.readouterr().out) == lost
+        assert log["imagination"]["denoising_steps"] == (score_steps if lost else train_steps) == made[0]
+        again = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=4, critic_warmup=0,
+                                  eval_every=1, eval_episodes=4, learning_rate=1e-3, seed=seed))
+        assert again["imagination"] == log["imagination"] and len(again["iterations"]) == 4
         same_as_bc = all(torch.equal(ck["policy"][k], v) for k, v in bc_state.items() if k != "log_std")  # mean action
         assert same_as_bc == (kept == 0)
     # the trust region (--max-action-shift): a policy beyond it is not kept, however well it scores,
     # and refinement ends at the first one; a second call resumes into the ended run and adds nothing
     scores, shifts = iter([0.5, 0.6, 0.7, 0.9, 0.95]), iter([0.1, 0.2, 0.4, 0.5])
-    monkeypatch.setattr(ppo, "imagined_success", lambda *a, **k: {
-        "episodes": 4, "successes": 0, "success_rate": next(scores), "ci95": (0.0, 1.0),
-        "mean_steps_to_success": None, "steps_to_success": []})
+    monkeypatch.setattr(ppo, "imagined_success", scripted(scores, 0.5))
     monkeypatch.setattr(ppo, "mean_action_shift", lambda *a, **k: next(shifts))
     args = ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=4, critic_warmup=0, eval_every=1,
                     eval_episodes=4, max_action_shift=0.3, seed=5)
@@ -158,8 +178,8 @@ def test_all_six_stages(tmp_path, monkeypatch):
     args = ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=1, critic_warmup=0, eval_every=1,
                     eval_episodes=4, denoising_steps=n, seed=6)
     log = ppo.main(args)
-    assert log["imagination"]["denoising_steps"] == n and envs.count(n) == 1
-    assert sorted(set(envs)) == sorted({n, wm_cfg.score_denoising_steps}) and len(envs) == 3  # BC, train, it 1
+    assert log["imagination"]["denoising_steps"] == n and envs.count(n) == 2  # BC read in it, then training
+    assert envs == [wm_cfg.score_denoising_steps, n, n, wm_cfg.score_denoising_steps]  # BC, BC, train, it 1
     with pytest.raises(common.UserError, match="denoising-steps"):
         ppo.main(dataclasses.replace(args, iterations=2, denoising_steps=0))
     monkeypatch.undo()
