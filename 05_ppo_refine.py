@@ -136,11 +136,11 @@ class Args:
     3), unless BC succeeds there in fewer than half as many held-out imagined episodes as in the scoring
     sampler: then PPO would see almost no rewards, and it trains in the scoring sampler instead (on
     lever-pull BC reads 0.8% with 3 steps and 14.1% with 10, 17% real; trained with 3, PPO kept BC,
-    with 10 it doubled BC's real success: docs/RESULTS.md, "Lever-pull on the CPU"). 10, the scoring sampler's, trains the policy in the world that scores it: on button-press three
-    seeds then read within 10 points of real success on 06's starts (with 3, one read 20 low), at 2.2x
-    this stage's time on a CPU, one of them by errors that cancel; with --max-action-shift 0.25 too, all
-    three read within 6 points, honestly, at a smaller gain (docs/RESULTS.md, "Training in the scoring
-    sampler")"""
+    with 10 it doubled BC's real success: docs/RESULTS.md, "Lever-pull on the CPU"). 10, the scoring
+    sampler's, trains the policy in the world that scores it: on button-press three seeds then read
+    within 10 points of real success on 06's starts (with 3, one read 20 low), at 2.2x this stage's
+    time on a CPU, one of them by errors that cancel; with --max-action-shift 0.25 too, all three read
+    within 6 points, honestly, at a smaller gain (docs/RESULTS.md, "Training in the scoring sampler")"""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """imagination, actor and critic in bf16, fp32, or auto (bf16 where fast; common.autocast)"""
     device: str = "auto"
