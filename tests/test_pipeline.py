@@ -109,8 +109,7 @@ def test_all_six_stages(tmp_path, monkeypatch, capsys):
     bc_state = bc_mod.load_policy(t / "bc.pt").state_dict()
     wm_cfg = wm_mod.load_world_model(r / "world_model.pt", torch.device("cpu")).cfg
     assert saved["imagination"]["denoising_steps"] == wm_cfg.score_denoising_steps != wm_cfg.denoising_steps
-    # BC is also read once in the sampler PPO trains in; below half its scoring-sampler success, PPO trains
-    # in the scoring sampler
+    # BC is also read once in the sampler PPO trains in; below half its scoring-sampler success, a warning
     score_steps, train_steps = wm_cfg.score_denoising_steps, wm_cfg.denoising_steps
 
     def scripted(scores, in_training_sampler):
@@ -134,13 +133,10 @@ def test_all_six_stages(tmp_path, monkeypatch, capsys):
         assert log["best"]["iteration"] == kept and ck["iteration"] == kept
         assert samplers == [score_steps, train_steps] + [score_steps] * 4
         assert log["bc_imagined_training_sampler"]["success_rate"] == in_train
-        # below half (seed 2), PPO trains in the scoring sampler instead, and the run resumes in it
+        # below half (seed 2) a warning; PPO still trains in its own sampler
         lost = in_train < 0.5 * scores[0]
-        assert ("it trains in the scoring sampler" in capsys.readouterr().out) == lost
-        assert log["imagination"]["denoising_steps"] == (score_steps if lost else train_steps) == made[0]
-        again = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=4, critic_warmup=0,
-                                  eval_every=1, eval_episodes=4, learning_rate=1e-3, seed=seed))
-        assert again["imagination"] == log["imagination"] and len(again["iterations"]) == 4
+        assert ("loses most of BC's imagined successes" in capsys.readouterr().out) == lost
+        assert log["imagination"]["denoising_steps"] == train_steps == made[0]
         same_as_bc = all(torch.equal(ck["policy"][k], v) for k, v in bc_state.items() if k != "log_std")  # mean action
         assert same_as_bc == (kept == 0)
     # the trust region (--max-action-shift): a policy beyond it is not kept, however well it scores,
