@@ -7,8 +7,7 @@
 #
 #   bash run_all.sh                             # CPU defaults (2 cores, ~40 min): button-press, 48x48, BC from 2 demos
 #   TASK=lever-pull DEMOS=10 bash run_all.sh    # another Meta-World task, into runs/cpu-lever-pull (pick
-#                                               # DEMOS so BC leaves room; ~65 min: stage 5 trains in
-#                                               # the 10-step sampler there)
+#                                               # DEMOS so BC leaves room)
 #   PPO_SEEDS="0 1 2" bash run_all.sh           # several refinement seeds (06 compares them all with BC)
 #   CAM=topview bash run_all.sh                 # another Meta-World camera (data and runs get their own folders)
 #   PROFILE=class bash run_all.sh               # one class period (~15 min on 2 cores): every stage, smaller budgets
