@@ -472,9 +472,8 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
             print(f"BC in PPO's {wm.num_steps}-step sampler (the same starts): {r_train['success_rate']:.1%}")
             if r_train["success_rate"] < 0.5 * r["success_rate"]:  # lever-pull: 0.8% against 14.1%
                 print(f"warning: the {wm.num_steps}-step sampler loses most of BC's imagined successes, so PPO "
-                      f"sees few rewards and has little to learn from; the scoring sampler shows them "
-                      f"(--denoising-steps {wm_score.num_steps}, about 2x this stage's time; on lever-pull one "
-                      f"seed doubled BC's real success there and another fell below it: docs/RESULTS.md)")
+                      f"sees few rewards; the scoring sampler shows them (--denoising-steps {wm_score.num_steps}, "
+                      f"about 2x this stage's time; see --help)")
     writer = common.tensorboard_writer(out / "tb", args)
     gen = torch.Generator().manual_seed(args.seed)
     env = ImaginedEnv(wm, clf, train_starts, args.num_envs, horizon, pi.cfg.frame_stack, gen)

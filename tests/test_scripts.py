@@ -1,6 +1,7 @@
 """The shell scripts: every one parses, and bad settings stop them with one line before any stage runs."""
 
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -71,5 +72,4 @@ def test_run_all_gives_another_task_its_own_run_folder(tmp_path):
                 assert f"--run-dir runs/cpu-{task}" in c, c
         assert f"--policy runs/cpu-{task}/{task}/bc.pt" in calls[2]
     finally:
-        import shutil
         shutil.rmtree(REPO / "runs" / f"cpu-{task}", ignore_errors=True)
