@@ -559,8 +559,13 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
     total = time.time() - t_start
     timing.update(env.timing)
     log["best"] = best
-    log["imagined_steps_per_s"] = steps_done / max(total, 1e-9)
-    log["time_share"] = {k: v / max(total, 1e-9) for k, v in timing.items()}
+    if steps_done:
+        log["imagined_steps_per_s"] = steps_done / max(total, 1e-9)
+        log["time_share"] = {k: v / max(total, 1e-9) for k, v in timing.items()}
+    else:  # a call on a finished run keeps the figures of the call that trained
+        done = json.loads((out / "log.json").read_text()) if (out / "log.json").exists() else {}
+        log["imagined_steps_per_s"] = done.get("imagined_steps_per_s", 0.0)
+        log["time_share"] = done.get("time_share", {})
     print(f"kept iteration {best['iteration']} (held-out imagined success {best['success_rate'] or 0:.1%}); "
           f"{log['imagined_steps_per_s']:.1f} imagined steps/s; time share "
           + ", ".join(f"{k} {v:.0%}" for k, v in log["time_share"].items()))

@@ -85,6 +85,11 @@ def test_all_six_stages(tmp_path, monkeypatch, capsys):
         assert m["mean"] == pytest.approx(np.mean(m["imagined"])) == pytest.approx(sum(m["per_start"]))
     assert out["k=1"]["imagined"] == sum(s is not None for s in saved["policies"]["bc"]["imagined"]["steps_to_success"][:4])
     check_replay_fidelity(r, t, saved)
+    # rescore_kept reads each policy as the stopping rule did: BC's score and the kept one's, to the digit
+    rs = benchmark("rescore_kept")
+    rates = rs.main(rs.Args(task=TINY, data_dir=d, run_dir=r, episodes=4))[str(r / "world_model.pt")]
+    lg = json.loads((t / "ppo_seed0" / "log.json").read_text())
+    assert rates == {"bc.pt": lg["bc_imagined"]["success_rate"], "ppo_seed0/refined.pt": lg["best"]["success_rate"]}
     # a time budget stops PPO after the iteration that passes it, and that iteration is still scored
     log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=50, critic_warmup=1,
                             eval_every=10, eval_episodes=4, max_minutes=1e-6, seed=1),
@@ -149,7 +154,8 @@ def test_all_six_stages(tmp_path, monkeypatch, capsys):
     log = ppo.main(args)
     assert log["best"]["iteration"] == 2 and log["best"]["mean_action_shift"] == 0.2
     assert len(log["iterations"]) == 3 and log["left_trust_region"] == {"iteration": 3, "mean_action_shift": 0.4}
-    assert len(ppo.main(args)["iterations"]) == 3
+    again = ppo.main(args)  # nothing is added, and the throughput of the call that trained stays in log.json
+    assert len(again["iterations"]) == 3 and again["imagined_steps_per_s"] == log["imagined_steps_per_s"] > 0
     # with the limit lifted, the run goes on, and its stopping rule chooses as an unlimited one would: the
     # policy that left is kept after all (0.9 beats 0.7), then iteration 4's (0.95); the finished run no
     # longer fits a 0.3 limit
