@@ -205,9 +205,10 @@ def main(args: Args) -> dict:
     save_policy(out / "bc.pt", "bc", pi, seed=args.seed, final_nll=float(nll.item()))
     report = {"initial_nll": initial_nll, "final_nll": float(nll.item()), "num_demos": args.num_demos}
     if args.eval_episodes:
-        r = common.evaluate_real(load_policy, out / "bc.pt", args.task, cfg.env, common.eval_seeds(args.eval_episodes),
-                                 args.workers)
+        seeds = common.eval_seeds(args.eval_episodes)
+        r = common.evaluate_real(load_policy, out / "bc.pt", args.task, cfg.env, seeds, args.workers)
         r.pop("frames")
+        r["seeds"] = seeds  # stage 5 imagines BC from these episodes' start frames (--min-validity)
         report["real"] = r
         print(f"BC real success: {r['successes']}/{r['episodes']} = {r['success_rate']:.1%} "
               f"(95% CI {r['ci95'][0]:.1%}-{r['ci95'][1]:.1%})")

@@ -34,6 +34,12 @@ overoptimization of a learned reward against the distance from the starting poli
 (`--no-stopping-rule --std-cap 10` keeps the last iteration with the cap lifted: the exploitation
 lesson of TEACHING.md.)
 
+Before any of that, a check that imagination can judge a policy on this task at all: BC is imagined
+from the start frames of stage 4's real evaluation episodes, whose outcomes are known, and unless
+its imagined verdicts follow the real ones start by start (Youden's J, `--min-validity`), BC is kept
+and PPO does not run. A world model that cannot tell where the starting policy succeeds cannot tell
+whether a refined one does better (lever-pull: docs/RESULTS.md).
+
 PPO's rollouts use the world model's cheap sampler (3 Euler steps per frame). BC is read in it too
 before PPO starts, and a warning says when it succeeds there less than half as often as in the
 scoring sampler: then the rewards PPO would learn from are missing (lever-pull).
@@ -129,6 +135,12 @@ class Args:
     and refinement ends at the first scored policy beyond it. Past it, on button-press, imagined success
     climbed to 79-100% on 06's starts while real success ended at 49-66% (docs/RESULTS.md, "How far PPO
     can go"). 0: no limit"""
+    min_validity: float = 0.5
+    """refine only where imagination knows where BC succeeds: before PPO, BC is imagined from the start frames
+    of stage 4's real evaluation episodes, and unless Youden's J (the share of BC's real successes that succeed
+    in imagination minus the share of its real failures that do) reaches this, BC is kept and PPO does not
+    run. On 04's 50 starts: button-press 0.69-0.88 (refinement gained +17 to +62 real), lever-pull 0.30
+    (three seeds +17, -12, -2: docs/RESULTS.md, "Does imagination know where BC succeeds?"). 0: off"""
     stopping_rule: bool = True
     """keep the best-scoring policy (BC included) as refined.pt; off (--no-stopping-rule): keep the last"""
     denoising_steps: int = 0
@@ -250,6 +262,22 @@ def keeps(score: float, best: float, bc: float, min_improvement: float, shift: f
     of BC's (`shift`, mean_action_shift; max_shift 0: no limit). It is only as honest as the classifier that
     scores it: a policy that fools the classifier passes (tests/test_trust.py)."""
     return score > best and score >= bc + min_improvement and (not max_shift or shift <= max_shift)
+
+
+def imagination_validity(r_ok: list[bool], i_ok: list[bool], min_class: int = 3) -> dict:
+    """Does imagination tell, start by start, where a policy succeeds? Its real outcomes r_ok (n,) against
+    its imagined outcomes from the same start frames i_ok (n,): sensitivity = P(imagined success | real
+    success), false-positive rate = P(imagined success | real failure), and Youden's J = sensitivity -
+    false-positive rate (Youden 1950): 1 when imagination separates the policy's successes from its
+    failures, 0 when its verdicts are unrelated to them, whatever the two success rates are. J is None
+    when the real successes or failures number fewer than `min_class` (too few to judge by)."""
+    r, i = np.asarray(r_ok, dtype=bool), np.asarray(i_ok, dtype=bool)  # (n,) each
+    pos, neg = int(r.sum()), int((~r).sum())
+    tp, fp = int((r & i).sum()), int((~r & i).sum())
+    sens, fpr = tp / max(pos, 1), fp / max(neg, 1)
+    return {"starts": len(r), "real_successes": pos, "imagined_successes": int(i.sum()), "true_positives": tp,
+            "false_positives": fp, "sensitivity": sens, "false_positive_rate": fpr,
+            "J": sens - fpr if min(pos, neg) >= min_class else None}
 
 
 # --- 2. GAE and the PPO losses ----------------------------------------------------------------
@@ -408,6 +436,23 @@ def heldout_frames(data_dir: Path, task: str, frame_stack: int) -> torch.Tensor:
     return held.gather(*held.index.T)[0]
 
 
+def bc_validity(pi, wm, clf, bc_eval: Path, task: str, horizon: int, min_class: int = 3) -> dict | None:
+    """imagination_validity of BC on stage 4's real evaluation episodes (bc_eval.json): each episode's
+    seeded start frame (a reset and a render, no step) is imagined with BC's mean action, as the stopping
+    rule scores. None where 04 ran no real episode; J None, and nothing imagined, where its successes or
+    its failures number fewer than `min_class`."""
+    real = json.loads(bc_eval.read_text()).get("real") if bc_eval.exists() else None
+    if not real:
+        return None
+    r_ok = [s is not None for s in real["steps_to_success"]]
+    if min(sum(r_ok), len(r_ok) - sum(r_ok)) < min_class:
+        return {"starts": len(r_ok), "real_successes": sum(r_ok), "J": None}
+    seeds = real.get("seeds") or common.eval_seeds(real["episodes"])  # 04 before it wrote its seeds
+    starts = torch.from_numpy(common.real_start_frames(task, pi.cfg.env, seeds))  # (n, H, W, 3) uint8
+    r = imagined_success(pi, wm, clf, starts, len(seeds), horizon)
+    return imagination_validity(r_ok, [s is not None for s in r["steps_to_success"]], min_class)
+
+
 # --- 3. The refinement loop ---------------------------------------------------------------------
 def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict], None] | None = None) -> dict:
     """The refinement loop. `after_iteration(iteration, policy, row)`, optional, runs after each
@@ -448,7 +493,7 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
     log: dict = {"args": {k: str(v) for k, v in dataclasses.asdict(args).items()}, "iterations": [],
                  "imagination": {"denoising_steps": wm.num_steps, "sampler": wm.sampler,
                                  "score_denoising_steps": wm_score.num_steps}}
-    it0, best = 0, None
+    it0, best, stop_at = 0, None, args.iterations
     if (out / "state.pt").exists():  # resume
         st = common.load_checkpoint(out / "state.pt", "ppo_state", "05_ppo_refine.py")
         pi.load_state_dict(st["policy"]), critic.load_state_dict(st["critic"])
@@ -474,6 +519,25 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
                 print(f"warning: the {wm.num_steps}-step sampler loses most of BC's imagined successes, so PPO "
                       f"sees few rewards; the scoring sampler shows them (--denoising-steps {wm_score.num_steps}, "
                       f"about 2x this stage's time; see --help)")
+        if args.min_validity and args.stopping_rule:  # can imagination be trusted to judge a policy here?
+            v = bc_validity(pi, wm_score, clf, task_dir / "bc_eval.json", args.task, horizon)
+            if v is None:
+                print("imagination's validity not measured: bc_eval.json holds no real episode (04 --eval-episodes 0)")
+            else:
+                v["min_validity"] = args.min_validity
+                log["imagination_validity"] = v
+                if v["J"] is None:
+                    print(f"imagination's validity not judged: BC succeeded in {v['real_successes']} of 04's "
+                          f"{v['starts']} real episodes, too few successes or failures to judge by")
+                else:
+                    print(f"BC in imagination from 04's {v['starts']} real starts: {v['true_positives']} of its "
+                          f"{v['real_successes']} real successes succeed there, and {v['false_positives']} of its "
+                          f"{v['starts'] - v['real_successes']} real failures: J = {v['J']:.2f}")
+                if v["J"] is not None and v["J"] < args.min_validity:
+                    stop_at = it0  # PPO does not run; refined.pt holds BC
+                    print(f"imagination does not know where BC succeeds (J {v['J']:.2f} < --min-validity "
+                          f"{args.min_validity}), so it cannot judge a refined policy: BC is kept. A better world "
+                          f"model (more data, a camera that frames the object) helps; --min-validity 0 refines anyway")
     writer = common.tensorboard_writer(out / "tb", args)
     gen = torch.Generator().manual_seed(args.seed)
     env = ImaginedEnv(wm, clf, train_starts, args.num_envs, horizon, pi.cfg.frame_stack, gen)
@@ -498,7 +562,7 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
                     f"limit (0: none) or delete the folder to refine again")
     if it0 and "rng" in st:  # the random streams where the interrupted run left them: resuming reruns nothing
         common.set_rng_state(st["rng"], gen)  # differently from an uninterrupted run (tests/test_pipeline.py)
-    bar = tqdm(range(it0, args.iterations), initial=it0, total=args.iterations, desc="ppo", unit="it")
+    bar = tqdm(range(it0, stop_at), initial=it0, total=stop_at, desc="ppo", unit="it")
     for it in bar:
         # --- 3a. Rollout in imagination, 3b. GAE ---
         b, ep_success, ep_count = collect_rollout(pi, critic, env, horizon, args, timing)
@@ -566,9 +630,9 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
         done = json.loads((out / "log.json").read_text()) if (out / "log.json").exists() else {}
         log["imagined_steps_per_s"] = done.get("imagined_steps_per_s", 0.0)
         log["time_share"] = done.get("time_share", {})
-    print(f"kept iteration {best['iteration']} (held-out imagined success {best['success_rate'] or 0:.1%}); "
-          f"{log['imagined_steps_per_s']:.1f} imagined steps/s; time share "
-          + ", ".join(f"{k} {v:.0%}" for k, v in log["time_share"].items()))
+    print(f"kept iteration {best['iteration']} (held-out imagined success {best['success_rate'] or 0:.1%})"
+          + (f"; {log['imagined_steps_per_s']:.1f} imagined steps/s; time share "
+             + ", ".join(f"{k} {v:.0%}" for k, v in log["time_share"].items()) if log["imagined_steps_per_s"] else ""))
     common.atomic_write(out / "log.json", lambda f: f.write(json.dumps(log, indent=1)), binary=False)
     return log
 

@@ -14,10 +14,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import common
-from conftest import benchmark, policy_config, stage
+from conftest import TINY, benchmark, policy_config, stage
 from tiny_env import LAMP_ON, TinyWorldModel, in_glitch_corner
 
 collect, reward_mod, bc_mod, ppo = (stage(s) for s in ("01_collect", "03_reward", "04_bc", "05_ppo_refine"))
@@ -145,3 +146,81 @@ def test_limit_read_off_goodhart_curves(tmp_path, capsys):
     oo.main(oo.Args(task="button-press", curves=tuple(paths)))
     out = capsys.readouterr().out
     assert "| 0.220 | 8: 40% / 35% (-5) | 4: 40% / 48% (+8) |" in out and "within 10%: 0.220" in out
+
+
+class ExactWorld(TinyWorldModel):
+    """The tiny env's exact dynamics as stage 5 loads a world model (`scoring`, `cfg.resolution`), its frames
+    lit by the glitchy env's lamp where the square is on the goal, or, `mirrored`, a deliberately wrong
+    world model that moves the square against each action."""
+
+    def __init__(self, mirrored: bool = False):
+        super().__init__(16, glitchy=True, history=2)
+        self.mirrored, self.cfg = mirrored, dataclasses.make_dataclass("Cfg", [("resolution", int)])(16)
+
+    def scoring(self):
+        return self
+
+    def push(self, hist: tuple, new_frame, new_action) -> tuple:
+        if self.mirrored and new_action is not None:
+            new_action = -new_action
+        return TinyWorldModel.push(hist, new_frame, new_action)
+
+
+class Lamp(torch.nn.Module):
+    """A reward that is exactly right on ExactWorld's frames: success where the lamp is lit (the square
+    never nears the glitch corner here), so every error left is the world model's."""
+
+    def success(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) in [-1, 1] -> (N,) bool
+        return x[:, 1, 0].mean(-1) > 0  # the top strip's green channel: 220 lit, 40 dark (the square's 30)
+
+
+def test_validity_check_keeps_bc_where_imagination_cannot_tell_its_outcomes(tiny_data, tmp_path, monkeypatch, capsys):
+    """05 --min-validity: before PPO, BC is imagined from the start frames of stage 4's real evaluation
+    episodes. In a world model that is exactly right, imagination calls BC's successes and failures
+    start by start (J near 1) and PPO runs; in one whose dynamics are mirrored, BC never succeeds there
+    (J = 0 against 22 real successes of 40), so it cannot judge a refined policy: BC is kept, PPO does
+    not run, and it says why. --min-validity 0 refines anyway."""
+    r = tmp_path / "runs"
+    t = r / common.task_slug(TINY)
+    cfg = policy_config()
+    pi = bc_mod.GaussianPolicy(cfg)
+    with torch.no_grad():  # "BC": the same action in every state; it misses the goal pad from 18 of the 40 starts
+        pi.mu_head.weight.zero_(), pi.mu_head.bias.copy_(torch.atanh(torch.tensor([0.99, 0.7])))
+    bc_mod.save_policy(t / "bc.pt", "bc", pi)
+    seeds = common.eval_seeds(40)  # 04's evaluation, as its bc_eval.json records it
+    real = common.evaluate_real(bc_mod.load_policy, t / "bc.pt", TINY, cfg.env, seeds, workers=1)
+    real.pop("frames")
+    (t / "bc_eval.json").write_text(json.dumps({"real": {**real, "seeds": seeds}}))
+    assert real["successes"] == 22
+    monkeypatch.setattr(ppo.reward_mod, "load_reward", lambda *a, **k: Lamp())
+    args = ppo.Args(task=TINY, data_dir=tiny_data, run_dir=r, num_envs=4, iterations=1, critic_warmup=0,
+                    eval_every=1, eval_episodes=4)
+    for mirrored, seed in ((False, 0), (True, 1)):
+        monkeypatch.setattr(ppo.wm_mod, "load_world_model", lambda *a, **k: ExactWorld(mirrored))
+        log = ppo.main(dataclasses.replace(args, seed=seed))
+        v = log["imagination_validity"]
+        assert v["starts"] == 40 and v["real_successes"] == 22
+        if not mirrored:  # every verdict right but one (the start frame gives the square's position to a pixel)
+            assert v["true_positives"] + (18 - v["false_positives"]) == 39 and v["J"] > 0.9
+            assert len(log["iterations"]) == 1
+        else:
+            assert (v["true_positives"], v["false_positives"], v["J"]) == (0, 0, 0.0)
+            assert log["iterations"] == [] and log["best"]["iteration"] == 0
+            ck = common.load_checkpoint(t / "ppo_seed1" / "refined.pt", "ppo")
+            assert ck["iteration"] == 0 and torch.equal(ck["policy"]["mu_head.bias"], pi.mu_head.bias)
+            assert "imagination does not know where BC succeeds (J 0.00 < --min-validity 0.5" in capsys.readouterr().out
+    log = ppo.main(dataclasses.replace(args, seed=2, min_validity=0.0))  # the check off: PPO runs in the wrong world
+    assert "imagination_validity" not in log and len(log["iterations"]) == 1
+
+
+def test_imagination_validity_by_hand():
+    # 4 real successes, 3 of them imagined; 6 real failures, 1 imagined: J = 3/4 - 1/6
+    r_ok = [True] * 4 + [False] * 6
+    i_ok = [True, True, True, False, True, False, False, False, False, False]
+    v = ppo.imagination_validity(r_ok, i_ok)
+    assert (v["true_positives"], v["false_positives"], v["imagined_successes"]) == (3, 1, 4)
+    assert v["sensitivity"] == 0.75 and v["false_positive_rate"] == pytest.approx(1 / 6)
+    assert v["J"] == pytest.approx(0.75 - 1 / 6)
+    assert ppo.imagination_validity(r_ok, [not x for x in r_ok])["J"] == -1.0  # always wrong
+    assert ppo.imagination_validity(r_ok, [True] * 10)["J"] == 0.0  # always "success": no information
+    assert ppo.imagination_validity([True] * 2 + [False] * 8, [True] * 2 + [False] * 8)["J"] is None  # 2 successes
