@@ -224,3 +224,29 @@ def test_imagination_validity_by_hand():
     assert ppo.imagination_validity(r_ok, [not x for x in r_ok])["J"] == -1.0  # always wrong
     assert ppo.imagination_validity(r_ok, [True] * 10)["J"] == 0.0  # always "success": no information
     assert ppo.imagination_validity([True] * 2 + [False] * 8, [True] * 2 + [False] * 8)["J"] is None  # 2 successes
+
+
+def test_validity_table_reads_06s_paired_starts(tmp_path, capsys):
+    """benchmarks/validity_table.py: J per policy from 06's per-start outcomes, on the first --starts starts,
+    and a refined policy's real gain over BC on the same starts; a file whose imagined episodes are not
+    the real ones' twins is left out."""
+    vt = benchmark("validity_table")
+
+    def policy(real, imag, paired=None):
+        steps = lambda ok: [3 if o else None for o in ok]  # noqa: E731
+        return {"real": {"episodes": len(real), "steps_to_success": steps(real)},
+                "imagined": {"steps_to_success": steps(imag)}, "paired": {"episodes": paired or len(real)}}
+    T, F = True, False
+    res = {"policies": {"bc": policy([T, T, T, F, F, F, F, F], [T, T, F, F, F, F, F, T]),
+                        "ppo_seed0/refined": policy([T, T, T, T, T, F, F, F], [T, T, T, T, T, T, T, T])}}
+    (tmp_path / "a.json").write_text(json.dumps(res))
+    old = {"policies": {"bc": policy([T, F, T, F], [T, F, T, F], paired=2)}}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    rows = vt.main(vt.Args(results=[tmp_path / "a.json", tmp_path / "old.json"], starts=0))
+    assert [w["policy"] for w in rows] == ["bc", "ppo_seed0/refined"]
+    assert rows[0]["J"] == pytest.approx(2 / 3 - 1 / 5) and "real_gain" not in rows[0]
+    assert rows[1]["J"] == 0.0 and rows[1]["real_gain"] == pytest.approx(2 / 8)  # imagined success everywhere
+    assert "old.json: left out" in capsys.readouterr().out
+    first6 = vt.main(vt.Args(results=[tmp_path / "a.json"], starts=6))  # 2 of 3 successes, none of 3 failures
+    assert first6[0]["starts"] == 6 and first6[0]["J"] == pytest.approx(2 / 3)
+    assert first6[1]["J"] is None  # 5 successes and 1 failure: too few of a kind
