@@ -8,8 +8,7 @@ sensitivity (imagined success among real successes), false-positive rate (imagin
 failures), J = the difference (`05_ppo_refine.imagination_validity`), and a refined policy's real gain over
 BC on the same starts. No model is loaded and nothing is stepped.
 
-    python benchmarks/validity_table.py --results benchmarks/results/scoring-sampler-cpu/eval_results.json \\
-        benchmarks/results/lever-pull-cpu/trained10_seed*_eval_results.json --starts 50
+    python benchmarks/validity_table.py --results benchmarks/results/*/*results.json --starts 50
 """
 
 from __future__ import annotations
