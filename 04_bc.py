@@ -10,7 +10,8 @@ refinement). With a state-independent sigma the NLL's gradient on mu is the MSE'
 is a flag, which sets how good the starting policy is. At the end the policy is run in the
 real environment on seeded episodes (its mean action) and the success rate is reported.
 
-Reads `data/cpu/<task>/expert_*.npz` (stage 1); writes `runs/cpu/<task>/bc.pt`, `bc_eval.json`.
+Reads `data/cpu/<task>/expert_*.npz` (stage 1); writes `runs/cpu/<task>/bc.pt`, `bc_eval.json`
+(and the episodes' first frames, `bc_eval_starts.npz`, for stage 5's check of imagination).
 Departures from the paper (a state-independent sigma): docs/DEVIATIONS.md, "Policy".
 
     python 04_bc.py --task button-press --num-demos 2
@@ -206,9 +207,12 @@ def main(args: Args) -> dict:
     report = {"initial_nll": initial_nll, "final_nll": float(nll.item()), "num_demos": args.num_demos}
     if args.eval_episodes:
         seeds = common.eval_seeds(args.eval_episodes)
-        r = common.evaluate_real(load_policy, out / "bc.pt", args.task, cfg.env, seeds, args.workers)
-        r.pop("frames")
-        r["seeds"] = seeds  # stage 5 imagines BC from these episodes' start frames (--min-validity)
+        r = common.evaluate_real(load_policy, out / "bc.pt", args.task, cfg.env, seeds, args.workers,
+                                 keep_frames=len(seeds))
+        starts = np.stack([f[0] for f in r.pop("frames")])  # (n, H, W, 3) uint8: each episode's first frame
+        # stage 5 imagines BC from these starts to check imagination against these outcomes (--min-validity)
+        common.atomic_write(out / "bc_eval_starts.npz", lambda f: np.savez_compressed(f, frames=starts, seeds=seeds))
+        r["seeds"] = seeds
         report["real"] = r
         print(f"BC real success: {r['successes']}/{r['episodes']} = {r['success_rate']:.1%} "
               f"(95% CI {r['ci95'][0]:.1%}-{r['ci95'][1]:.1%})")

@@ -438,18 +438,22 @@ def heldout_frames(data_dir: Path, task: str, frame_stack: int) -> torch.Tensor:
 
 def bc_validity(pi, wm, clf, bc_eval: Path, task: str, horizon: int, min_class: int = 3) -> dict | None:
     """imagination_validity of BC on stage 4's real evaluation episodes (bc_eval.json): each episode's
-    seeded start frame (a reset and a render, no step) is imagined with BC's mean action, as the stopping
-    rule scores. None where 04 ran no real episode; J None, and nothing imagined, where its successes or
-    its failures number fewer than `min_class`."""
+    first frame (bc_eval_starts.npz) is imagined with BC's mean action, as the stopping rule scores.
+    None where 04 ran no real episode; J None, and nothing imagined, where its successes or its
+    failures number fewer than `min_class`."""
     real = json.loads(bc_eval.read_text()).get("real") if bc_eval.exists() else None
     if not real:
         return None
     r_ok = [s is not None for s in real["steps_to_success"]]
     if min(sum(r_ok), len(r_ok) - sum(r_ok)) < min_class:
         return {"starts": len(r_ok), "real_successes": sum(r_ok), "J": None}
-    seeds = real.get("seeds") or common.eval_seeds(real["episodes"])  # 04 before it wrote its seeds
-    starts = torch.from_numpy(common.real_start_frames(task, pi.cfg.env, seeds))  # (n, H, W, 3) uint8
-    r = imagined_success(pi, wm, clf, starts, len(seeds), horizon)
+    kept = bc_eval.with_name("bc_eval_starts.npz")  # 04 keeps its episodes' first frames: no env here
+    if kept.exists():
+        starts = torch.from_numpy(np.load(kept)["frames"])  # (n, H, W, 3) uint8
+    else:  # a run from before 04 kept them: a reset and a render per seed
+        seeds = real.get("seeds") or common.eval_seeds(real["episodes"])
+        starts = torch.from_numpy(common.real_start_frames(task, pi.cfg.env, seeds))
+    r = imagined_success(pi, wm, clf, starts, len(starts), horizon)
     return imagination_validity(r_ok, [s is not None for s in r["steps_to_success"]], min_class)
 
 

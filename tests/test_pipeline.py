@@ -29,6 +29,10 @@ def test_all_six_stages(tmp_path, monkeypatch, capsys):
     res = ev.main(ev.Args(task=TINY, data_dir=d, run_dir=r, episodes=6, imagined_episodes=4, videos=1,
                           fidelity_horizon=4))
     t = r / common.task_slug(TINY)
+    kept = np.load(t / "bc_eval_starts.npz")  # 04's evaluation starts, for 05's check of imagination
+    env = bc_mod.load_policy(t / "bc.pt").cfg.env
+    assert list(kept["seeds"]) == common.eval_seeds(4)
+    assert np.array_equal(kept["frames"], common.real_start_frames(TINY, env, common.eval_seeds(4)))
     for path, st in ((r / "world_model.pt", "world_model"), (t / "reward.pt", "reward"), (t / "bc.pt", "bc"),
                      (t / "ppo_seed0" / "refined.pt", "ppo")):
         assert common.load_checkpoint(path, st)["stage"] == st

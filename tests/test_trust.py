@@ -188,14 +188,16 @@ def test_validity_check_keeps_bc_where_imagination_cannot_tell_its_outcomes(tiny
         pi.mu_head.weight.zero_(), pi.mu_head.bias.copy_(torch.atanh(torch.tensor([0.99, 0.7])))
     bc_mod.save_policy(t / "bc.pt", "bc", pi)
     seeds = common.eval_seeds(40)  # 04's evaluation, as its bc_eval.json records it
-    real = common.evaluate_real(bc_mod.load_policy, t / "bc.pt", TINY, cfg.env, seeds, workers=1)
-    real.pop("frames")
+    real = common.evaluate_real(bc_mod.load_policy, t / "bc.pt", TINY, cfg.env, seeds, workers=1, keep_frames=40)
+    starts = np.stack([f[0] for f in real.pop("frames")])
     (t / "bc_eval.json").write_text(json.dumps({"real": {**real, "seeds": seeds}}))
     assert real["successes"] == 22
     monkeypatch.setattr(ppo.reward_mod, "load_reward", lambda *a, **k: Lamp())
     args = ppo.Args(task=TINY, data_dir=tiny_data, run_dir=r, num_envs=4, iterations=1, critic_warmup=0,
                     eval_every=1, eval_episodes=4)
     for mirrored, seed in ((False, 0), (True, 1)):
+        if mirrored:  # the start frames as 04 keeps them; without the file 05 renders them from the seeds
+            np.savez(t / "bc_eval_starts.npz", frames=starts, seeds=seeds)
         monkeypatch.setattr(ppo.wm_mod, "load_world_model", lambda *a, **k: ExactWorld(mirrored))
         log = ppo.main(dataclasses.replace(args, seed=seed))
         v = log["imagination_validity"]
