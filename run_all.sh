@@ -125,6 +125,7 @@ for (( K = 2; K <= ROUNDS; K++ )); do
   DK=data/${RUNS#runs/}-round$K; RK=$RUNS-round$K  # e.g. data/cpu-round2, runs/cpu-round2
   [ -d "$DK" ] || { rm -rf "$DK.tmp"; cp -R "$PREV_DATA" "$DK.tmp"; mv "$DK.tmp" "$DK"; }
   mkdir -p "$RK/$TASK"; cp "$RUNS/$TASK/bc.pt" "$RUNS/$TASK/bc_eval.json" "$RK/$TASK/"  # the same starting policy
+  [ ! -f "$RUNS/$TASK/bc_eval_starts.npz" ] || cp "$RUNS/$TASK/bc_eval_starts.npz" "$RK/$TASK/"  # for 05's check
   log "round $K: 01 collect rollouts of the refined policy"  # those on disk count: $ROLLOUTS more
   run python 01_collect.py --tasks "$TASK" --data-dir "$DK" --policy "$PREV_RUNS/$TASK/ppo_seed$FIRST/refined.pt" \
     --num-policy $(( ROLLOUTS * K )) $COLLECT_FLAGS $C $S $W

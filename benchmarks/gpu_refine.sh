@@ -25,6 +25,8 @@ mkdir -p "$RUN/$TASK"
 for f in bc.pt reward.pt bc_eval.json reward_metrics.json; do
   [ -f "$RUN/$TASK/$f" ] || cp "$SRC/$f" "$RUN/$TASK/$f"
 done
+# 04's evaluation starts, for 05's check of imagination (without them 05 renders them in Meta-World)
+[ -f "$RUN/$TASK/bc_eval_starts.npz" ] || [ ! -f "$SRC/bc_eval_starts.npz" ] || cp "$SRC/bc_eval_starts.npz" "$RUN/$TASK/"
 python -c "import torch; print('torch', torch.__version__, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
 echo "[$(date +%T)] 02 world model, $WM_MIN min, batch $BATCH"
 python 02_world_model.py --tasks "$TASK" --data-dir "$DATA" --run-dir "$RUN" --steps 1000000 --channels 32 64 64 64 --precision fp32 \

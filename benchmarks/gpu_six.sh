@@ -36,6 +36,7 @@ for T in $TASKS; do
   for f in bc.pt reward.pt bc_eval.json reward_metrics.json; do
     [ -f "$RUN/$T/$f" ] || cp "$SRC/$T/$f" "$RUN/$T/$f"
   done
+  [ -f "$RUN/$T/bc_eval_starts.npz" ] || [ ! -f "$SRC/$T/bc_eval_starts.npz" ] || cp "$SRC/$T/bc_eval_starts.npz" "$RUN/$T/"
 done
 python -c "import torch; print('torch', torch.__version__, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
 echo "[$(date +%T)] phase 1: three world models on the six tasks"

@@ -40,6 +40,7 @@ done
 run() { echo "+ $*"; "$@"; }
 [ -d "$DK" ] || { rm -rf "$DK.tmp"; cp -R "$FROM_DATA" "$DK.tmp"; mv "$DK.tmp" "$DK"; }
 mkdir -p "$RK/$TASK"; cp "$FROM_RUNS/$TASK/bc.pt" "$FROM_RUNS/$TASK/bc_eval.json" "$RK/$TASK/"  # the same BC
+[ ! -f "$FROM_RUNS/$TASK/bc_eval_starts.npz" ] || cp "$FROM_RUNS/$TASK/bc_eval_starts.npz" "$RK/$TASK/"  # for 05's check
 # 01 counts the policy rollouts on disk, so each seed's target is the count so far plus ROLLOUTS.
 N0=$NP; N=$NP
 for S in $SEEDS; do
