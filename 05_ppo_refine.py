@@ -457,6 +457,27 @@ def bc_validity(pi, wm, clf, bc_eval: Path, task: str, horizon: int, min_class: 
     return imagination_validity(r_ok, [s is not None for s in r["steps_to_success"]], min_class)
 
 
+def valid_enough(v: dict | None, min_validity: float) -> bool:
+    """The check before refinement, said aloud: refine unless BC's J (bc_validity) was judged and is
+    below `min_validity`. Not measured (no real episode) or not judged (too few of a kind): refine."""
+    if v is None:
+        print("imagination's validity not measured: bc_eval.json holds no real episode (04 --eval-episodes 0)")
+        return True
+    if v["J"] is None:
+        print(f"imagination's validity not judged: BC succeeded in {v['real_successes']} of 04's {v['starts']} "
+              f"real episodes, too few successes or failures to judge by")
+        return True
+    print(f"BC in imagination from 04's {v['starts']} real starts: {v['true_positives']} of its {v['real_successes']} "
+          f"real successes succeed there, and {v['false_positives']} of its {v['starts'] - v['real_successes']} real "
+          f"failures: J = {v['J']:.2f}")
+    if v["J"] >= min_validity:
+        return True
+    print(f"imagination does not know where BC succeeds (J {v['J']:.2f} < --min-validity {min_validity}), so it "
+          f"cannot judge a refined policy: BC is kept. A better world model (more data, a camera that frames the "
+          f"object) helps; --min-validity 0 refines anyway")
+    return False
+
+
 # --- 3. The refinement loop ---------------------------------------------------------------------
 def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict], None] | None = None) -> dict:
     """The refinement loop. `after_iteration(iteration, policy, row)`, optional, runs after each
@@ -523,25 +544,12 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
                 print(f"warning: the {wm.num_steps}-step sampler loses most of BC's imagined successes, so PPO "
                       f"sees few rewards; the scoring sampler shows them (--denoising-steps {wm_score.num_steps}, "
                       f"about 2x this stage's time; see --help)")
-        if args.min_validity and args.stopping_rule:  # can imagination be trusted to judge a policy here?
+        if args.min_validity and args.stopping_rule:  # can imagination judge a policy on this task at all?
             v = bc_validity(pi, wm_score, clf, task_dir / "bc_eval.json", args.task, horizon)
-            if v is None:
-                print("imagination's validity not measured: bc_eval.json holds no real episode (04 --eval-episodes 0)")
-            else:
-                v["min_validity"] = args.min_validity
-                log["imagination_validity"] = v
-                if v["J"] is None:
-                    print(f"imagination's validity not judged: BC succeeded in {v['real_successes']} of 04's "
-                          f"{v['starts']} real episodes, too few successes or failures to judge by")
-                else:
-                    print(f"BC in imagination from 04's {v['starts']} real starts: {v['true_positives']} of its "
-                          f"{v['real_successes']} real successes succeed there, and {v['false_positives']} of its "
-                          f"{v['starts'] - v['real_successes']} real failures: J = {v['J']:.2f}")
-                if v["J"] is not None and v["J"] < args.min_validity:
-                    stop_at = it0  # PPO does not run; refined.pt holds BC
-                    print(f"imagination does not know where BC succeeds (J {v['J']:.2f} < --min-validity "
-                          f"{args.min_validity}), so it cannot judge a refined policy: BC is kept. A better world "
-                          f"model (more data, a camera that frames the object) helps; --min-validity 0 refines anyway")
+            if v is not None:
+                log["imagination_validity"] = {**v, "min_validity": args.min_validity}
+            if not valid_enough(v, args.min_validity):
+                stop_at = it0  # PPO does not run; refined.pt holds BC
     writer = common.tensorboard_writer(out / "tb", args)
     gen = torch.Generator().manual_seed(args.seed)
     env = ImaginedEnv(wm, clf, train_starts, args.num_envs, horizon, pi.cfg.frame_stack, gen)
