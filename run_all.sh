@@ -49,7 +49,8 @@ elif [ "$PROFILE" = class ]; then  # every stage on real Meta-World within a cla
   DATA=data/class; RUNS=runs/class; PPO_SEEDS=${PPO_SEEDS:-0}; DEV=""
   BC_FLAGS="--eval-episodes 20"; ROLLOUTS=50  # the default data and BC: the same starting policy
   WM_FLAGS="--steps 1200"; RW_FLAGS="--steps 1000"
-  PPO_FLAGS="--num-envs 128 --iterations 12 --eval-episodes 64"; EVAL_FLAGS="--episodes 30 --imagined-episodes 30"
+  # the lab watches PPO run, so stage 5's check of imagination is off here (TEACHING.md, assignment (j))
+  PPO_FLAGS="--num-envs 128 --iterations 12 --eval-episodes 64 --min-validity 0"; EVAL_FLAGS="--episodes 30 --imagined-episodes 30"
 elif [ "$PROFILE" = cpu ]; then  # the stage scripts' defaults are this profile
   RUNS=runs/cpu; PPO_SEEDS=${PPO_SEEDS:-0}; WM_FLAGS=""; PPO_FLAGS=""; DEV=""
 else
