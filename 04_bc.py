@@ -11,7 +11,7 @@ is a flag, which sets how good the starting policy is. At the end the policy is 
 real environment on seeded episodes (its mean action) and the success rate is reported.
 
 Reads `data/cpu/<task>/expert_*.npz` (stage 1); writes `runs/cpu/<task>/bc.pt`, `bc_eval.json`
-(and the episodes' first frames, `bc_eval_starts.npz`, for stage 5's check of imagination).
+(and the episodes' frames, `bc_eval_starts.npz`, for stage 5's check of imagination).
 Departures from the paper (a state-independent sigma): docs/DEVIATIONS.md, "Policy".
 
     python 04_bc.py --task button-press --num-demos 2
@@ -209,9 +209,14 @@ def main(args: Args) -> dict:
         seeds = common.eval_seeds(args.eval_episodes)
         r = common.evaluate_real(load_policy, out / "bc.pt", args.task, cfg.env, seeds, args.workers,
                                  keep_frames=len(seeds))
-        starts = np.stack([f[0] for f in r.pop("frames")])  # (n, H, W, 3) uint8: each episode's first frame
-        # stage 5 imagines BC from these starts to check imagination against these outcomes (--min-validity)
-        common.atomic_write(out / "bc_eval_starts.npz", lambda f: np.savez_compressed(f, frames=starts, seeds=seeds))
+        episodes = r.pop("frames")  # n arrays (L_i + 1, H, W, 3) uint8
+        starts = np.stack([f[0] for f in episodes])  # (n, H, W, 3): each episode's first frame
+        longest = max(len(f) for f in episodes)  # every frame, padded by repeating the last: (n, longest, H, W, 3)
+        frames = np.stack([np.concatenate([f, np.repeat(f[-1:], longest - len(f), 0)]) for f in episodes])
+        # stage 5 imagines BC from these starts to check imagination against these outcomes (--min-validity),
+        # and runs its classifier on the real frames to tell which of the two models errs
+        common.atomic_write(out / "bc_eval_starts.npz", lambda f: np.savez_compressed(
+            f, frames=starts, seeds=seeds, episode_frames=frames, lengths=[len(f) for f in episodes]))
         r["seeds"] = seeds
         report["real"] = r
         print(f"BC real success: {r['successes']}/{r['episodes']} = {r['success_rate']:.1%} "

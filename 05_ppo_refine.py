@@ -280,6 +280,18 @@ def imagination_validity(r_ok: list[bool], i_ok: list[bool], min_class: int = 3)
             "J": sens - fpr if min(pos, neg) >= min_class else None}
 
 
+def classifier_split(r_ok: list[bool], i_ok: list[bool], real_fire: list[bool]) -> dict:
+    """Which model makes imagination's errors on a policy's real episodes: real_fire[i] says whether the
+    classifier fires on any *real* frame of episode i. A false positive (real failure, imagined success)
+    where it fires on the real frames is the classifier's, the rest the world model's (frames the real
+    episode never shows); a miss (real success, imagined failure) where it never fires on the real
+    frames is the classifier's, the rest the world model's."""
+    r, i, c = (np.asarray(x, dtype=bool) for x in (r_ok, i_ok, real_fire))  # (n,) each
+    return {"classifier_fires_on_real_failures": int((~r & c).sum()),
+            "false_positives_classifier": int((~r & i & c).sum()),
+            "misses": int((r & ~i).sum()), "misses_classifier": int((r & ~i & ~c).sum())}
+
+
 # --- 2. GAE and the PPO losses ----------------------------------------------------------------
 def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_value: torch.Tensor,
         gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -447,14 +459,21 @@ def bc_validity(pi, wm, clf, bc_eval: Path, task: str, horizon: int, min_class: 
     r_ok = [s is not None for s in real["steps_to_success"]]
     if min(sum(r_ok), len(r_ok) - sum(r_ok)) < min_class:
         return {"starts": len(r_ok), "real_successes": sum(r_ok), "J": None}
-    kept = bc_eval.with_name("bc_eval_starts.npz")  # 04 keeps its episodes' first frames: no env here
-    if kept.exists():
-        starts = torch.from_numpy(np.load(kept)["frames"])  # (n, H, W, 3) uint8
+    kept = bc_eval.with_name("bc_eval_starts.npz")  # 04 keeps its episodes' frames: no env here
+    kept = np.load(kept) if kept.exists() else {}
+    if "frames" in kept:
+        starts = torch.from_numpy(kept["frames"])  # (n, H, W, 3) uint8
     else:  # a run from before 04 kept them: a reset and a render per seed
         seeds = real.get("seeds") or common.eval_seeds(real["episodes"])
         starts = torch.from_numpy(common.real_start_frames(task, pi.cfg.env, seeds))
     r = imagined_success(pi, wm, clf, starts, len(starts), horizon)
-    return imagination_validity(r_ok, [s is not None for s in r["steps_to_success"]], min_class)
+    v = imagination_validity(r_ok, [s is not None for s in r["steps_to_success"]], min_class)
+    if "episode_frames" in kept:  # whose error is it? the classifier's verdict on the real frames of each episode
+        with torch.no_grad():
+            real_fire = [bool(clf.success(common.to_float(torch.from_numpy(f)).to(wm.device)).any())
+                         for f in kept["episode_frames"]]  # each (L_max + 1, H, W, 3)
+        v.update(classifier_split(r_ok, [s is not None for s in r["steps_to_success"]], real_fire))
+    return v
 
 
 def valid_enough(v: dict | None, min_validity: float) -> bool:
@@ -470,11 +489,18 @@ def valid_enough(v: dict | None, min_validity: float) -> bool:
     print(f"BC in imagination from 04's {v['starts']} real starts: {v['true_positives']} of its {v['real_successes']} "
           f"real successes succeed there, and {v['false_positives']} of its {v['starts'] - v['real_successes']} real "
           f"failures: J = {v['J']:.2f}")
+    if "false_positives_classifier" in v:  # which model to improve
+        fp, fp_c, miss, miss_c = (v[k] for k in ("false_positives", "false_positives_classifier", "misses",
+                                                  "misses_classifier"))
+        print(f"whose errors: of those {fp} failures the classifier already fires on the real frames of {fp_c}, "
+              f"the other {fp - fp_c} succeed on frames the world model invents; of the {miss} real successes "
+              f"imagination misses, the classifier never fires on the real frames of {miss_c}, {miss - miss_c} "
+              f"the world model loses")
     if v["J"] >= min_validity:
         return True
     print(f"imagination does not know where BC succeeds (J {v['J']:.2f} < --min-validity {min_validity}), so it "
           f"cannot judge a refined policy: BC is kept. A better world model (more data, a camera that frames the "
-          f"object) helps; --min-validity 0 refines anyway")
+          f"object) or classifier (03 on more data near success) helps; --min-validity 0 refines anyway")
     return False
 
 

@@ -4,8 +4,8 @@
    policy, no saving) against the collector's own loop (`01_collect.run_episode` with the
    scripted expert, plus writing the episode), frames/s on one worker (one process).
 2. Imagination (with `--run-dir`, which holds stage 2-4 checkpoints): the machine's matmul
-   GFLOP/s in fp32 and bf16; FLOPs of one imagined transition (denoiser x sampler steps,
-   classifier, policy); transitions/s of the whole imagined-env step (policy + world model +
+   GFLOP/s in fp32 and bf16 (bf16 only on a CPU that runs it natively); FLOPs of one imagined
+   transition (denoiser x sampler steps, classifier, policy); transitions/s of the whole imagined-env step (policy + world model +
    classifier) on the old path (fp32, 32 envs in one call, the 1.1 M-parameter U-Net with
    channels `--old-channels`, random weights: speed does not depend on them) and on the current
    default (the run's world model, `--precision auto`, 05's default number of envs); world-model
@@ -187,10 +187,21 @@ def imagination(args: Args) -> dict:
     train_starts = ppo.start_frames(args.data_dir, args.task, "train")
     heldout_starts = ppo.start_frames(args.data_dir, args.task, "heldout")
     res, S, T = wm.cfg.resolution, pi.cfg.frame_stack, wm.cfg.history
-    out: dict = {"matmul_gflops_fp32": matmul_gflops(torch.float32), "matmul_gflops_bf16": matmul_gflops(torch.bfloat16),
+    # The matmuls run on the CPU. Without AVX-512 bf16 or AMX a bf16 matmul is emulated, about 70x
+    # slower than fp32 (minutes at this size), and `--precision auto` never uses it: not measured there.
+    bf16_cpu = common.bf16_fast(torch.device("cpu"))
+    out: dict = {"matmul_gflops_fp32": matmul_gflops(torch.float32),
+                 "matmul_gflops_bf16": matmul_gflops(torch.bfloat16) if bf16_cpu else None,
                  "bf16_fast_here": common.bf16_fast(device)}
-    print(f"matmul 2048x2048: fp32 {out['matmul_gflops_fp32']:.0f} GFLOP/s, bf16 {out['matmul_gflops_bf16']:.0f} "
-          f"GFLOP/s ({out['matmul_gflops_bf16'] / out['matmul_gflops_fp32']:.1f}x)")
+    if bf16_cpu:
+        print(f"matmul 2048x2048: fp32 {out['matmul_gflops_fp32']:.0f} GFLOP/s, bf16 {out['matmul_gflops_bf16']:.0f} "
+              f"GFLOP/s ({out['matmul_gflops_bf16'] / out['matmul_gflops_fp32']:.1f}x)")
+    else:
+        print(f"matmul 2048x2048: fp32 {out['matmul_gflops_fp32']:.0f} GFLOP/s; bf16 not measured (emulated on this "
+              f"CPU: no AVX-512 bf16 or AMX, so --precision auto runs fp32)")
+    # The FLOP limit of the default path is the matmul rate of the precision it runs in.
+    limit_dtype = "bf16" if out["bf16_fast_here"] else "fp32"
+    limit_gflops = out[f"matmul_gflops_{limit_dtype}"]
 
     # The old path: the wider U-Net in fp32, 32 envs in one call.
     old_cfg = dataclasses.replace(wm.cfg, channels=tuple(args.old_channels))
@@ -210,8 +221,9 @@ def imagination(args: Args) -> dict:
         print(f"one imagined transition, {name} U-Net {list(m.cfg.channels)}: denoiser {f_den / 1e6:.0f} MFLOP x "
               f"{m.num_steps} steps, classifier {f_clf / 1e6:.1f}, policy {f_pi / 1e6:.1f} = "
               f"{per_transition / 1e9:.2f} GFLOP; FLOP limit {out['matmul_gflops_fp32'] / per_transition * 1e9:.0f}/s "
-              f"fp32, {out['matmul_gflops_bf16'] / per_transition * 1e9:.0f}/s bf16")
-    out["bf16_flop_limit_transitions_per_s"] = out["matmul_gflops_bf16"] / out["new_gflop_per_transition"]
+              f"fp32" + (f", {out['matmul_gflops_bf16'] / per_transition * 1e9:.0f}/s bf16" if bf16_cpu else ""))
+    out["flop_limit_precision"] = limit_dtype
+    out["flop_limit_transitions_per_s"] = limit_gflops / out["new_gflop_per_transition"]
 
     # The imagined-env step: old path against the default.
     default = ppo.Args()
@@ -220,10 +232,10 @@ def imagination(args: Args) -> dict:
     new = imagined_env_step_tps(ppo, wm, clf, pi, train_starts, default.num_envs)
     out.update(imagined_tps_old=old, imagined_tps_new=new, imagined_speedup=new / old,
                new_path=f"precision {default.precision}, {default.num_envs} envs, chunks of {min(wm.chunk, 4096)}",
-               new_fraction_of_bf16_flop_limit=new / out["bf16_flop_limit_transitions_per_s"])
+               new_fraction_of_flop_limit=new / out["flop_limit_transitions_per_s"])
     print(f"imagined-env step: old path (fp32, U-Net {list(args.old_channels)}, 32 envs) {old:.0f}/s; default "
-          f"({out['new_path']}) {new:.0f}/s: {new / old:.2f}x, {out['new_fraction_of_bf16_flop_limit']:.0%} of "
-          f"the bf16 FLOP limit")
+          f"({out['new_path']}) {new:.0f}/s: {new / old:.2f}x, {out['new_fraction_of_flop_limit']:.0%} of "
+          f"the {limit_dtype} FLOP limit")
 
     # World-model training.
     tr_old = wm_training_sps(wm_mod, old_cfg, "fp32", device)

@@ -33,6 +33,11 @@ def test_all_six_stages(tmp_path, monkeypatch, capsys):
     env = bc_mod.load_policy(t / "bc.pt").cfg.env
     assert list(kept["seeds"]) == common.eval_seeds(4)
     assert np.array_equal(kept["frames"], common.real_start_frames(TINY, env, common.eval_seeds(4)))
+    steps = json.loads((t / "bc_eval.json").read_text())["real"]["steps_to_success"]
+    ep, n = kept["episode_frames"], kept["lengths"]  # every frame, padded with the last (for the classifier's share)
+    assert np.array_equal(ep[:, 0], kept["frames"]) and ep.shape[1] == n.max()
+    assert all(L == (s if s is not None else 10) + 1 for L, s in zip(n, steps))  # a success ends the episode
+    assert all((ep[i, L - 1:] == ep[i, L - 1]).all() for i, L in enumerate(n))
     for path, st in ((r / "world_model.pt", "world_model"), (t / "reward.pt", "reward"), (t / "bc.pt", "bc"),
                      (t / "ppo_seed0" / "refined.pt", "ppo")):
         assert common.load_checkpoint(path, st)["stage"] == st

@@ -174,6 +174,13 @@ class Lamp(torch.nn.Module):
         return x[:, 1, 0].mean(-1) > 0  # the top strip's green channel: 220 lit, 40 dark (the square's 30)
 
 
+class Always(Lamp):
+    """A classifier that calls every frame a success."""
+
+    def success(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ones(len(x), dtype=torch.bool)
+
+
 def test_validity_check_keeps_bc_where_imagination_cannot_tell_its_outcomes(tiny_data, tmp_path, monkeypatch, capsys):
     """05 --min-validity: before PPO, BC is imagined from the start frames of stage 4's real evaluation
     episodes. In a world model that is exactly right, imagination calls BC's successes and failures
@@ -188,16 +195,20 @@ def test_validity_check_keeps_bc_where_imagination_cannot_tell_its_outcomes(tiny
         pi.mu_head.weight.zero_(), pi.mu_head.bias.copy_(torch.atanh(torch.tensor([0.99, 0.7])))
     bc_mod.save_policy(t / "bc.pt", "bc", pi)
     seeds = common.eval_seeds(40)  # 04's evaluation, as its bc_eval.json records it
-    real = common.evaluate_real(bc_mod.load_policy, t / "bc.pt", TINY, cfg.env, seeds, workers=1, keep_frames=40)
-    starts = np.stack([f[0] for f in real.pop("frames")])
+    # in the glitchy env, whose frames show the lamp as ExactWorld's do (BC's constant action never meets the glitch)
+    real = common.evaluate_real(bc_mod.load_policy, t / "bc.pt", GLITCHY, cfg.env, seeds, workers=1, keep_frames=40)
+    episodes = real.pop("frames")
+    starts = np.stack([f[0] for f in episodes])
+    longest = max(len(f) for f in episodes)  # every frame, as 04 keeps them for the classifier's share
+    frames = np.stack([np.concatenate([f, np.repeat(f[-1:], longest - len(f), 0)]) for f in episodes])
     (t / "bc_eval.json").write_text(json.dumps({"real": {**real, "seeds": seeds}}))
     assert real["successes"] == 22
     monkeypatch.setattr(ppo.reward_mod, "load_reward", lambda *a, **k: Lamp())
     args = ppo.Args(task=TINY, data_dir=tiny_data, run_dir=r, num_envs=4, iterations=1, critic_warmup=0,
                     eval_every=1, eval_episodes=4)
     for mirrored, seed in ((False, 0), (True, 1)):
-        if mirrored:  # the start frames as 04 keeps them; without the file 05 renders them from the seeds
-            np.savez(t / "bc_eval_starts.npz", frames=starts, seeds=seeds)
+        if mirrored:  # the frames as 04 keeps them; without the file 05 renders the starts from the seeds
+            np.savez(t / "bc_eval_starts.npz", frames=starts, seeds=seeds, episode_frames=frames)
         monkeypatch.setattr(ppo.wm_mod, "load_world_model", lambda *a, **k: ExactWorld(mirrored))
         log = ppo.main(dataclasses.replace(args, seed=seed))
         v = log["imagination_validity"]
@@ -207,12 +218,34 @@ def test_validity_check_keeps_bc_where_imagination_cannot_tell_its_outcomes(tiny
             assert len(log["iterations"]) == 1
         else:
             assert (v["true_positives"], v["false_positives"], v["J"]) == (0, 0, 0.0)
+            # Lamp is exact on the real frames: all 22 misses are the world model's, and it never fires on a failure
+            assert (v["misses"], v["misses_classifier"], v["classifier_fires_on_real_failures"]) == (22, 0, 0)
             assert log["iterations"] == [] and log["best"]["iteration"] == 0
             ck = common.load_checkpoint(t / "ppo_seed1" / "refined.pt", "ppo")
             assert ck["iteration"] == 0 and torch.equal(ck["policy"]["mu_head.bias"], pi.mu_head.bias)
             assert "imagination does not know where BC succeeds (J 0.00 < --min-validity 0.5" in capsys.readouterr().out
     log = ppo.main(dataclasses.replace(args, seed=2, min_validity=0.0))  # the check off: PPO runs in the wrong world
     assert "imagination_validity" not in log and len(log["iterations"]) == 1
+    # The right world and a classifier that calls every frame success: each of the 18 real failures succeeds
+    # in imagination (J = 0), and the check says all 18 are the classifier's, since it fires on their real frames.
+    monkeypatch.setattr(ppo.wm_mod, "load_world_model", lambda *a, **k: ExactWorld())
+    monkeypatch.setattr(ppo.reward_mod, "load_reward", lambda *a, **k: Always())
+    capsys.readouterr()
+    v = ppo.main(dataclasses.replace(args, seed=3))["imagination_validity"]
+    assert (v["false_positives"], v["false_positives_classifier"], v["classifier_fires_on_real_failures"]) == (18, 18, 18)
+    assert (v["J"], v["misses"]) == (0.0, 0)
+    assert "of those 18 failures the classifier already fires on the real frames of 18, the other 0" in capsys.readouterr().out
+
+
+def test_classifier_split_by_hand():
+    # 3 real successes (one missed by imagination, on whose real frames the classifier never fires) and
+    # 4 real failures (two imagined as successes, one of them on real frames where the classifier fires)
+    r_ok = [True, True, True, False, False, False, False]
+    i_ok = [True, True, False, True, True, False, False]
+    fire = [True, False, False, True, False, False, True]
+    assert ppo.classifier_split(r_ok, i_ok, fire) == {"classifier_fires_on_real_failures": 2,
+                                                       "false_positives_classifier": 1, "misses": 1,
+                                                       "misses_classifier": 1}
 
 
 def test_imagination_validity_by_hand():
