@@ -38,7 +38,9 @@ Before any of that, a check that imagination can judge a policy on this task at 
 from the start frames of stage 4's real evaluation episodes, whose outcomes are known, and unless
 its imagined verdicts follow the real ones start by start (Youden's J, `--min-validity`), BC is kept
 and PPO does not run. A world model that cannot tell where the starting policy succeeds cannot tell
-whether a refined one does better (lever-pull: docs/RESULTS.md).
+whether a refined one does better (lever-pull: docs/RESULTS.md). It also says whose errors they are:
+the classifier is run on the real frames of those episodes, so an imagined success of a real failure
+on whose real frames it already fires is the classifier's, the rest are the world model's.
 
 PPO's rollouts use the world model's cheap sampler (3 Euler steps per frame). BC is read in it too
 before PPO starts, and a warning says when it succeeds there less than half as often as in the
