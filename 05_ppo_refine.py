@@ -282,16 +282,20 @@ def imagination_validity(r_ok: list[bool], i_ok: list[bool], min_class: int = 3)
             "J": sens - fpr if min(pos, neg) >= min_class else None}
 
 
-def classifier_split(r_ok: list[bool], i_ok: list[bool], real_fire: list[bool]) -> dict:
+def classifier_split(r_ok: list[bool], i_ok: list[float], real_fire: list[bool]) -> dict:
     """Which model makes imagination's errors on a policy's real episodes: real_fire[i] says whether the
-    classifier fires on any *real* frame of episode i. A false positive (real failure, imagined success)
-    where it fires on the real frames is the classifier's, the rest the world model's (frames the real
-    episode never shows); a miss (real success, imagined failure) where it never fires on the real
-    frames is the classifier's, the rest the world model's."""
-    r, i, c = (np.asarray(x, dtype=bool) for x in (r_ok, i_ok, real_fire))  # (n,) each
+    classifier fires on any *real* frame of episode i, i_ok[i] is start i's imagined success (0/1, or the
+    share of its world-model samples that succeed; the counts are then averages). A false positive
+    (real failure, imagined success) where it fires on the real frames is the classifier's, the rest
+    the world model's (frames the real episode never shows); a miss (real success, imagined failure)
+    where it never fires on the real frames is the classifier's, the rest the world model's."""
+    r, c = np.asarray(r_ok, dtype=bool), np.asarray(real_fire, dtype=bool)  # (n,) each
+    i = np.asarray(i_ok, dtype=float)  # (n,)
+    count = lambda x: int(round(x)) if abs(x - round(x)) < 1e-9 else float(x)  # noqa: E731
     return {"classifier_fires_on_real_failures": int((~r & c).sum()),
-            "false_positives_classifier": int((~r & i & c).sum()),
-            "misses": int((r & ~i).sum()), "misses_classifier": int((r & ~i & ~c).sum())}
+            "classifier_silent_on_real_successes": int((r & ~c).sum()),
+            "false_positives_classifier": count(i[~r & c].sum()),
+            "misses": count((1 - i[r]).sum()), "misses_classifier": count((1 - i[r & ~c]).sum())}
 
 
 # --- 2. GAE and the PPO losses ----------------------------------------------------------------

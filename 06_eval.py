@@ -133,10 +133,12 @@ def paired_gap(real: dict, imagined: dict, real_frames: list[np.ndarray], clf) -
     the classifier's; if few, the world model's)."""
     n = len(real_frames)
     r_ok = [s is not None for s in real["steps_to_success"][:n]]
-    out = paired_outcomes(r_ok, [s is not None for s in imagined["steps_to_success"]])
+    i_ok = np.asarray([s is not None for s in imagined["steps_to_success"]], dtype=float)  # (K n,)
+    out = paired_outcomes(r_ok, i_ok)
+    share = np.bincount(np.arange(len(i_ok)) % n, weights=i_ok, minlength=n) / np.bincount(np.arange(len(i_ok)) % n)
     dev = next(clf.parameters()).device
-    out["classifier_fires_on_real_failures"] = sum(bool(reward_mod.predict(clf, f, dev).max() > clf.cfg.threshold)
-                                                   for f, ok in zip(real_frames, r_ok) if not ok)
+    real_fire = [bool(reward_mod.predict(clf, f, dev).max() > clf.cfg.threshold) for f in real_frames]  # (n,)
+    out.update(ppo_mod.classifier_split(r_ok, share, real_fire))  # whose errors: classifier or world model
     return out
 
 
@@ -202,8 +204,10 @@ def markdown(results: dict) -> str:
                   + (f"; {k:g} imagined episodes per start, counted as their average" if k > 1 else "") + "):", "",
                   "| policy | starts | real successes | imagined successes | real fail, imagined success | "
                   "real success, imagined fail | agreement | imagined - real, paired 95% CI | "
-                  "classifier fires on real frames of real failures |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "classifier fires on real frames of real failures | the classifier's share of the real fail, "
+                  "imagined success (fires on the real frames) | the classifier's share of the real success, imagined "
+                  "fail (silent on the real frames) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         c = lambda x: f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"  # noqa: E731 (averaged counts)
         for n, q in paired.items():
             t = q["table"]
@@ -212,7 +216,9 @@ def markdown(results: dict) -> str:
                          f"{c(q['imagined_successes'])} | {c(t['real_fail_imagined_success'])} | "
                          f"{c(t['real_success_imagined_fail'])} | {q['agreement']:.0%} | "
                          f"{gap * 100:+.0f} ({lo * 100:+.0f} to {hi * 100:+.0f}) | "
-                         f"{q['classifier_fires_on_real_failures']} of {q['episodes'] - q['real_successes']} |")
+                         f"{q['classifier_fires_on_real_failures']} of {q['episodes'] - q['real_successes']} | "
+                         + (f"{c(q['false_positives_classifier'])} | {c(q['misses_classifier'])} |"
+                            if "misses_classifier" in q else "- | - |"))  # results from before the split
     if results.get("vs_bc"):
         lines += ["", "| refined policy | real gain over BC | verdict |", "| --- | --- | --- |"]
         for name, c in results["vs_bc"].items():

@@ -55,6 +55,12 @@ def test_all_six_stages(tmp_path, monkeypatch, capsys):
         assert q["imagined_successes"] == sum(s is not None for s in p["imagined"]["steps_to_success"][:4])
         gap, lo, hi = q["gap_ci95"]
         assert gap == pytest.approx((q["imagined_successes"] - q["real_successes"]) / 4) and lo <= gap <= hi
+        # whose errors: each error is counted once, the classifier's part within it
+        cells = q["table"]
+        assert q["misses"] == cells["real_success_imagined_fail"] and 0 <= q["misses_classifier"] <= q["misses"]
+        assert 0 <= q["false_positives_classifier"] <= min(cells["real_fail_imagined_success"],
+                                                            q["classifier_fires_on_real_failures"])
+        assert q["classifier_silent_on_real_successes"] <= q["real_successes"]
     # copy-last-frame PSNR is a property of the held-out data alone: recompute it independently
     fid = saved["fidelity"]["world_model"]
     held = [common.load_episode(p) for p in common.list_episodes(d, [TINY], split="heldout")]
@@ -318,6 +324,8 @@ def test_gap_report_detects_wrong_world_model(tiny_data, tmp_path):
     assert q["table"]["real_fail_imagined_success"] == fails - sum(
         s is None for r, s in zip(real["steps_to_success"], imagined["steps_to_success"]) if r is None)
     assert q["table"]["real_fail_imagined_success"] >= fails - 3 and q["agreement"] < 0.3
+    # whose errors: the classifier is silent on the weak policy's real frames, so they are the world model's
+    assert q["false_positives_classifier"] <= 2 < q["table"]["real_fail_imagined_success"]
     # and the gap of a world model that is exactly right is small: compare the policy with itself
     assert ev.simulator_gap(real, real)["trusted"]
     # 06's disagreement video: the imagined twins' frames start at the real first frame, end at the

@@ -244,8 +244,13 @@ def test_classifier_split_by_hand():
     i_ok = [True, True, False, True, True, False, False]
     fire = [True, False, False, True, False, False, True]
     assert ppo.classifier_split(r_ok, i_ok, fire) == {"classifier_fires_on_real_failures": 2,
+                                                       "classifier_silent_on_real_successes": 2,
                                                        "false_positives_classifier": 1, "misses": 1,
                                                        "misses_classifier": 1}
+    # several world-model samples per start (06 --imagined-episodes 2n): each start counts its share
+    shares = [1.0, 0.5, 0.0, 0.5, 1.0, 0.0, 0.25]
+    q = ppo.classifier_split(r_ok, shares, fire)
+    assert (q["misses"], q["misses_classifier"], q["false_positives_classifier"]) == (1.5, 1.5, 0.75)
 
 
 def test_imagination_validity_by_hand():
