@@ -287,8 +287,10 @@ def classifier_split(r_ok: list[bool], i_ok: list[float], real_fire: list[bool])
     classifier fires on any *real* frame of episode i, i_ok[i] is start i's imagined success (0/1, or the
     share of its world-model samples that succeed; the counts are then averages). A false positive
     (real failure, imagined success) where it fires on the real frames is the classifier's, the rest
-    the world model's (frames the real episode never shows); a miss (real success, imagined failure)
-    where it never fires on the real frames is the classifier's, the rest the world model's."""
+    the world model's (frames the real episode never shows). A miss (real success, imagined failure)
+    where it fires on the real frames is the world model's; where it is silent on them it may be the
+    classifier's, or only late: a real episode ends at the simulator's first success, and the
+    classifier can fire a frame after it (imagination goes on and would see that frame)."""
     r, c = np.asarray(r_ok, dtype=bool), np.asarray(real_fire, dtype=bool)  # (n,) each
     i = np.asarray(i_ok, dtype=float)  # (n,)
     count = lambda x: int(round(x)) if abs(x - round(x)) < 1e-9 else float(x)  # noqa: E731
@@ -500,8 +502,8 @@ def valid_enough(v: dict | None, min_validity: float) -> bool:
                                                   "misses_classifier"))
         print(f"whose errors: of those {fp} failures the classifier already fires on the real frames of {fp_c}, "
               f"the other {fp - fp_c} succeed on frames the world model invents; of the {miss} real successes "
-              f"imagination misses, the classifier never fires on the real frames of {miss_c}, {miss - miss_c} "
-              f"the world model loses")
+              f"imagination misses, the world model loses {miss - miss_c} (the classifier fires on their real "
+              f"frames) and {miss_c} end before the classifier fires")
     if v["J"] >= min_validity:
         return True
     print(f"imagination does not know where BC succeeds (J {v['J']:.2f} < --min-validity {min_validity}), so it "

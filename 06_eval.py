@@ -130,7 +130,8 @@ def paired_gap(real: dict, imagined: dict, real_frames: list[np.ndarray], clf) -
     Returns the 2x2 table of outcomes (paired_outcomes), so a gap is seen per start (e.g.
     real near misses that imagination scores as successes), not only on average; and how many
     real failures the classifier would call a success on their *real* frames (if many, the gap is
-    the classifier's; if few, the world model's)."""
+    the classifier's; if few, the world model's), with the same split of each kind of error
+    (05's classifier_split)."""
     n = len(real_frames)
     r_ok = [s is not None for s in real["steps_to_success"][:n]]
     i_ok = np.asarray([s is not None for s in imagined["steps_to_success"]], dtype=float)  # (K n,)
@@ -205,8 +206,8 @@ def markdown(results: dict) -> str:
                   "| policy | starts | real successes | imagined successes | real fail, imagined success | "
                   "real success, imagined fail | agreement | imagined - real, paired 95% CI | "
                   "classifier fires on real frames of real failures | the classifier's share of the real fail, "
-                  "imagined success (fires on the real frames) | the classifier's share of the real success, imagined "
-                  "fail (silent on the real frames) |",
+                  "imagined success (fires on the real frames) | of the real success, imagined fail: the classifier silent "
+                  "on the real frames up to the simulator's success (the rest the world model's) |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         c = lambda x: f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"  # noqa: E731 (averaged counts)
         for n, q in paired.items():
