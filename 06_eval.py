@@ -107,6 +107,12 @@ def paired_gap_interval(r_ok, i_ok) -> tuple[float, float, float]:
     return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
 
 
+def per_start_share(i_ok, n: int) -> np.ndarray:
+    """(n,) share of each start's imagined episodes that succeed; imagined episode j (of K n) starts from j % n."""
+    start = np.arange(len(i_ok)) % n
+    return np.bincount(start, weights=np.asarray(i_ok, dtype=float), minlength=n) / np.bincount(start, minlength=n)
+
+
 def paired_outcomes(r_ok: list[bool], i_ok: list[bool]) -> dict:
     """Real outcome per start r_ok (n,) against imagined outcomes i_ok (m,), m >= n, where imagined
     episode j starts from start j % n: with m = K n, each start has K world-model samples. Each start
@@ -114,8 +120,7 @@ def paired_outcomes(r_ok: list[bool], i_ok: list[bool]) -> dict:
     table sums to n and the counts are averages over the samples (integers when K = 1)."""
     r = np.asarray(r_ok, dtype=bool)  # (n,)
     i = np.asarray(i_ok, dtype=float)  # (m,)
-    n, start = len(r), np.arange(len(i)) % len(r)
-    p = np.bincount(start, weights=i, minlength=n) / np.bincount(start, minlength=n)  # (n,) p_i
+    n, p = len(r), per_start_share(i, len(r))  # (n,) p_i
     cell = lambda rr, ii: f"real_{'success' if rr else 'fail'}_imagined_{'success' if ii else 'fail'}"  # noqa: E731
     table = {cell(True, True): p[r].sum(), cell(True, False): (1 - p[r]).sum(),
              cell(False, True): p[~r].sum(), cell(False, False): (1 - p[~r]).sum()}
@@ -136,7 +141,7 @@ def paired_gap(real: dict, imagined: dict, real_frames: list[np.ndarray], clf) -
     r_ok = [s is not None for s in real["steps_to_success"][:n]]
     i_ok = np.asarray([s is not None for s in imagined["steps_to_success"]], dtype=float)  # (K n,)
     out = paired_outcomes(r_ok, i_ok)
-    share = np.bincount(np.arange(len(i_ok)) % n, weights=i_ok, minlength=n) / np.bincount(np.arange(len(i_ok)) % n)
+    share = per_start_share(i_ok, n)  # (n,)
     dev = next(clf.parameters()).device
     real_fire = [bool(reward_mod.predict(clf, f, dev).max() > clf.cfg.threshold) for f in real_frames]  # (n,)
     out.update(ppo_mod.classifier_split(r_ok, share, real_fire))  # whose errors: classifier or world model
