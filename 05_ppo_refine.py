@@ -154,10 +154,6 @@ class Args:
     within 10 points of real success on 06's starts (with 3, one read 20 low), at 2.2x this stage's
     time on a CPU, one of them by errors that cancel; with --max-action-shift 0.25 too, all three read
     within 6 points, honestly, at a smaller gain (docs/RESULTS.md, "Training in the scoring sampler")"""
-    mixed_sampler_share: float = 0.0
-    """share of PPO's imagined environments stepped with the scoring sampler (02's --score-denoising-steps)
-    instead of the training one: the same denoiser sampled two ways, so that the policy cannot lean on
-    the quirks of one (the model-ensemble idea of ME-TRPO, Kurutach et al. 2018). 0: off"""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """imagination, actor and critic in bf16, fp32, or auto (bf16 where fast; common.autocast)"""
     device: str = "auto"
@@ -171,11 +167,9 @@ class ImaginedEnv:
     """N imagined episodes in the frozen world model, rewarded by the frozen classifier."""
 
     def __init__(self, wm, clf, start_frames: torch.Tensor, num_envs: int, horizon: int,
-                 frame_stack: int, gen: torch.Generator, wm_mix=None, mix_share: float = 0.0):
+                 frame_stack: int, gen: torch.Generator):
         self.wm, self.clf, self.starts = wm, clf.to(wm.device), start_frames  # starts (M, H, W, 3) uint8
         self.N, self.horizon, self.S, self.gen = num_envs, horizon, frame_stack, gen
-        # envs [0, k) step in a second sampler of the same denoiser (Args.mixed_sampler_share), the rest in wm
-        self.wm_mix, self.k = wm_mix, round(mix_share * num_envs) if wm_mix is not None else 0
         self.timing = {"world_model": 0.0, "reward": 0.0}
 
     def _start_hist(self, n: int, idx: torch.Tensor | None = None):
@@ -192,19 +186,12 @@ class ImaginedEnv:
     def obs(self) -> torch.Tensor:
         return self.hist[0][:, -self.S:]  # (N, S, 3, H, W): the policy's last S frames
 
-    def next_frames(self) -> torch.Tensor:
-        """Every env's next frame (N, 3, H, W): the first k from the second sampler, the rest from wm."""
-        if not self.k:
-            return self.wm.step(*self.hist)
-        return torch.cat([self.wm_mix.step(*(h[:self.k] for h in self.hist)),
-                          self.wm.step(*(h[self.k:] for h in self.hist))])
-
     @torch.no_grad()
     def step(self, action: torch.Tensor, auto_reset: bool = True):
         """action (N, D) -> obs (N, S, 3, H, W), reward (N,), done (N,), success (N,)."""
         t0 = time.time()
         self.hist = self.wm.push(self.hist, None, action)
-        x_next = self.next_frames()  # (N, 3, H, W)
+        x_next = self.wm.step(*self.hist)  # (N, 3, H, W)
         self.hist = self.wm.push(self.hist, x_next, None)
         t1 = time.time()
         success = self.clf.success(x_next).cpu() & ~self.succeeded
@@ -539,8 +526,6 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
         common.fail(f"--denoising-steps {args.denoising_steps}: give a number of Euler steps, or 0 for the world model's own")
     if args.denoising_steps:  # the same frozen denoiser, sampled with another number of steps
         wm = wm.with_sampler(args.denoising_steps)
-    if not 0.0 <= args.mixed_sampler_share <= 1.0:
-        common.fail(f"--mixed-sampler-share {args.mixed_sampler_share}: give a share between 0 and 1")
     wm_score = wm.scoring()  # the stopping rule scores with a finer sampler than PPO trains in (02's Args)
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device)
     pi = bc_mod.load_policy(task_dir / "bc.pt").to(device)
@@ -566,8 +551,7 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
     opt_v = torch.optim.Adam(critic.parameters(), lr=args.critic_lr, eps=1e-5)
     log: dict = {"args": {k: str(v) for k, v in dataclasses.asdict(args).items()}, "iterations": [],
                  "imagination": {"denoising_steps": wm.num_steps, "sampler": wm.sampler,
-                                 "score_denoising_steps": wm_score.num_steps,
-                                 "mixed_sampler_share": args.mixed_sampler_share}}
+                                 "score_denoising_steps": wm_score.num_steps}}
     it0, best, stop_at = 0, None, args.iterations
     if (out / "state.pt").exists():  # resume
         st = common.load_checkpoint(out / "state.pt", "ppo_state", "05_ppo_refine.py")
@@ -577,9 +561,6 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
         if log["imagination"]["denoising_steps"] != wm.num_steps:
             common.fail(f"{out / 'state.pt'} was trained with {log['imagination']['denoising_steps']} Euler steps "
                         f"per frame, not {wm.num_steps}; give that --denoising-steps or another --run-dir")
-        if log["imagination"].get("mixed_sampler_share", 0.0) != args.mixed_sampler_share:
-            common.fail(f"{out / 'state.pt'} was trained with --mixed-sampler-share "
-                        f"{log['imagination'].get('mixed_sampler_share', 0.0)}; give that or another --run-dir")
         print(f"resuming from {out / 'state.pt'} at iteration {it0}")
     else:
         # The gap check: how does the BC policy fare in imagination, before any update?
@@ -605,8 +586,7 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
                 stop_at = it0  # PPO does not run; refined.pt holds BC
     writer = common.tensorboard_writer(out / "tb", args)
     gen = torch.Generator().manual_seed(args.seed)
-    env = ImaginedEnv(wm, clf, train_starts, args.num_envs, horizon, pi.cfg.frame_stack, gen,
-                      wm_mix=wm_score, mix_share=args.mixed_sampler_share)
+    env = ImaginedEnv(wm, clf, train_starts, args.num_envs, horizon, pi.cfg.frame_stack, gen)
     N = args.num_envs
     timing = {"policy": 0.0, "update": 0.0}
     t_start, steps_done = time.time(), 0

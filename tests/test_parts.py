@@ -76,31 +76,6 @@ class SucceedsAt:
         return pixel(x) >= self.targets
 
 
-class LeapingWorld(CountingWorld):
-    """CountingWorld sampled another way: two grey levels per step."""
-
-    def step(self, frames, actions, mask):
-        return common.to_float(common.to_uint8(frames[:, -1]) + 2)
-
-
-def test_mixed_sampler_steps_its_share_of_envs_in_the_second_world():
-    """--mixed-sampler-share: the first round(share * N) envs step in the second world, the rest in the
-    first, episode after episode (their resets keep the split), and both are rewarded the same way."""
-    starts = torch.zeros(1, 2, 2, 3, dtype=torch.uint8)
-    env = ppo.ImaginedEnv(CountingWorld(), SucceedsAt([4] * 8), starts, 8, horizon=3, frame_stack=2,
-                          gen=torch.Generator().manual_seed(0), wm_mix=LeapingWorld(), mix_share=0.25)
-    env.reset()
-    assert env.k == 2
-    obs, r, done, _ = env.step(torch.zeros(8, 1))
-    assert pixel(obs[:, -1]).tolist() == [2, 2] + [1] * 6
-    obs, r, done, _ = env.step(torch.zeros(8, 1))  # the leaping envs reach 4 first, succeed and restart at 0
-    assert r.tolist() == [1, 1] + [0] * 6 and pixel(obs[:, -1]).tolist() == [0, 0] + [2] * 6
-    obs, r, done, _ = env.step(torch.zeros(8, 1))  # after a reset they leap again; the others reach the horizon
-    assert done.tolist() == [False, False] + [True] * 6 and pixel(obs[:, -1]).tolist() == [2, 2] + [0] * 6
-    assert ppo.ImaginedEnv(CountingWorld(), SucceedsAt([4]), starts, 8, 3, 2, torch.Generator(),
-                           mix_share=0.5).k == 0  # no second world: every env in the first
-
-
 def test_imagined_env_rewards_first_success_ends_and_resets_only_finished():
     starts = torch.zeros(1, 2, 2, 3, dtype=torch.uint8)  # every episode starts at value 0
     # env 0 succeeds on its 2nd step, env 1 on its 5th (after the horizon: never), env 2 on its 1st

@@ -139,9 +139,9 @@ def test_all_six_stages(tmp_path, monkeypatch, capsys):
     Env, made = ppo.ImaginedEnv, []  # num_steps of the world model behind each training env
 
     class TrainingEnv(Env):
-        def __init__(self, wm, *a, **k):
+        def __init__(self, wm, *a):
             made.append(wm.num_steps)
-            Env.__init__(self, wm, *a, **k)
+            Env.__init__(self, wm, *a)
     monkeypatch.setattr(ppo, "ImaginedEnv", TrainingEnv)
     for seed, scores, kept, in_train in ((2, [0.5, 0.53, 0.4, 0.7, 0.6], 3, 0.2), (3, [0.5, 0.54, 0.3, 0.2, 0.1], 0, 0.3)):
         samplers, made[:] = [], []  # the stopping rule scores with the scoring sampler, as 06 does
@@ -187,9 +187,9 @@ def test_all_six_stages(tmp_path, monkeypatch, capsys):
     envs = []  # num_steps of the world model behind every imagined env made
 
     class Spy(ppo.ImaginedEnv):
-        def __init__(self, wm, *a, **k):
+        def __init__(self, wm, *a):
             envs.append(wm.num_steps)
-            super().__init__(wm, *a, **k)
+            super().__init__(wm, *a)
 
     monkeypatch.setattr(ppo, "ImaginedEnv", Spy)
     args = ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=1, critic_warmup=0, eval_every=1,
@@ -199,24 +199,6 @@ def test_all_six_stages(tmp_path, monkeypatch, capsys):
     assert envs == [wm_cfg.score_denoising_steps, n, n, wm_cfg.score_denoising_steps]  # BC, BC, train, it 1
     with pytest.raises(common.UserError, match="denoising-steps"):
         ppo.main(dataclasses.replace(args, iterations=2, denoising_steps=0))
-    # --mixed-sampler-share: the training env holds the scoring sampler as its second world, for its share
-    # of the envs; the share is logged, and a run does not resume with another
-    mixed = []
-
-    class MixSpy(ppo.ImaginedEnv):
-        def __init__(self, wm, *a, wm_mix=None, mix_share=0.0):
-            mixed.append((wm.num_steps, wm_mix.num_steps if wm_mix else None, mix_share))
-            super().__init__(wm, *a, wm_mix=wm_mix, mix_share=mix_share)
-
-    monkeypatch.setattr(ppo, "ImaginedEnv", MixSpy)
-    args = dataclasses.replace(args, denoising_steps=0, mixed_sampler_share=0.5, seed=7)
-    log = ppo.main(args)
-    assert log["imagination"]["mixed_sampler_share"] == 0.5
-    assert (wm_cfg.denoising_steps, wm_cfg.score_denoising_steps, 0.5) in mixed
-    with pytest.raises(common.UserError, match="mixed-sampler-share"):
-        ppo.main(dataclasses.replace(args, iterations=2, mixed_sampler_share=0.0))
-    with pytest.raises(common.UserError, match="between 0 and 1"):
-        ppo.main(dataclasses.replace(args, mixed_sampler_share=1.5))
     monkeypatch.undo()
     # no stopping rule and another std cap: refined.pt is the last iteration, with the cap in its config
     log = ppo.main(ppo.Args(task=TINY, data_dir=d, run_dir=r, num_envs=4, iterations=3, critic_warmup=0,
