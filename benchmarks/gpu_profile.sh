@@ -10,6 +10,10 @@
 #
 #   bash benchmarks/gpu_profile.sh                              # everything: ROUNDS=2 (run_all.sh's GPU default)
 #   ROUNDS=1 RUN_S=450 THR_S=100 bash benchmarks/gpu_profile.sh  # one round within 450 s, 100 s for throughput
+#   ROUNDS=1 PPO_SEEDS=0 RUN_S=500 THR_S=60 bash benchmarks/gpu_profile.sh
+#                       # one 10-minute call (a 15-minute GPU loan less the machine's start): one round with
+#                       # one PPO seed, so 06 scores it in the simulator (about 8-9 min on an H200, estimated
+#                       # from the stage times there), then the bf16/compile throughput for what is left
 #
 # Logs go to runs/gpu/profile_*.txt; the throughput table to runs/wm_throughput_gpu/table.md. Everything
 # but the data and the world models is bundled in runs/gpu_profile_results.tgz (a few MB: logs, metrics,
