@@ -10,7 +10,8 @@
    channels `--old-channels`, random weights: speed does not depend on them) and on the current
    default (the run's world model, `--precision auto`, 05's default number of envs); world-model
    training samples/s on the old path vs the default; and 05's PPO loop (rollout + update + its share of the stopping rule) against
-   the bare imagined-env step at the same settings.
+   the bare imagined-env step at the same settings. On a CPU with bf16 units, the default step is
+   also timed forced to fp32: what a CPU without them, at the same fp32 rate, would run.
 
     python benchmarks/throughput.py --task button-press --resolution 48 --episodes 10
     python benchmarks/throughput.py --run-dir runs/cpu --data-dir data/cpu --episodes 4 --out throughput.json
@@ -236,12 +237,26 @@ def imagination(args: Args) -> dict:
     print(f"imagined-env step: old path (fp32, U-Net {list(args.old_channels)}, 32 envs) {old:.0f}/s; default "
           f"({out['new_path']}) {new:.0f}/s: {new / old:.2f}x, {out['new_fraction_of_flop_limit']:.0%} of "
           f"the {limit_dtype} FLOP limit")
+    if out["bf16_fast_here"]:
+        # The default world model forced to fp32: what a CPU with this fp32 rate and no bf16 units
+        # (no AVX-512 bf16, no AMX) would run, since `--precision auto` stays in fp32 there.
+        wm.precision = "fp32"
+        new_fp32 = imagined_env_step_tps(ppo, wm, clf, pi, train_starts, default.num_envs)
+        wm.precision = default.precision
+        out.update(imagined_tps_new_fp32=new_fp32, imagined_bf16_over_fp32=new / new_fp32)
+        print(f"the same default step forced to fp32 (as on a CPU without bf16 units): {new_fp32:.0f}/s; "
+              f"bf16 runs it {new / new_fp32:.2f}x faster")
 
     # World-model training.
     tr_old = wm_training_sps(wm_mod, old_cfg, "fp32", device)
     tr_new = wm_training_sps(wm_mod, wm.cfg, "auto", device)
     out.update(wm_train_sps_fp32=tr_old, wm_train_sps_default=tr_new, wm_train_speedup=tr_new / tr_old)
     print(f"world-model training, batch 32: old path {tr_old:.0f} samples/s, default {tr_new:.0f}: {tr_new / tr_old:.2f}x")
+    if out["bf16_fast_here"]:
+        tr_fp32 = wm_training_sps(wm_mod, wm.cfg, "fp32", device)
+        out.update(wm_train_sps_default_fp32=tr_fp32, wm_train_bf16_over_fp32=tr_new / tr_fp32)
+        print(f"the default world model trained in fp32 (as on a CPU without bf16 units): {tr_fp32:.0f} samples/s; "
+              f"bf16 trains it {tr_new / tr_fp32:.2f}x faster")
 
     # 05's PPO loop against the bare step at the same settings.
     parts = ppo_loop(ppo, wm, clf, pi, train_starts, heldout_starts, default)
