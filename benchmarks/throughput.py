@@ -10,8 +10,9 @@
    channels `--old-channels`, random weights: speed does not depend on them) and on the current
    default (the run's world model, `--precision auto`, 05's default number of envs); world-model
    training samples/s on the old path vs the default; and 05's PPO loop (rollout + update + its share of the stopping rule) against
-   the bare imagined-env step at the same settings. On a CPU with bf16 units, the default step is
-   also timed forced to fp32: what a CPU without them, at the same fp32 rate, would run.
+   the bare imagined-env step at the same settings. On a CPU with bf16 units, the default step and
+   world-model training are also timed forced to fp32: what a CPU without them, at the same fp32
+   rate, would run.
 
     python benchmarks/throughput.py --task button-press --resolution 48 --episodes 10
     python benchmarks/throughput.py --run-dir runs/cpu --data-dir data/cpu --episodes 4 --out throughput.json
