@@ -62,6 +62,8 @@ class Args:
     """frames per step"""
     lr: float = 1e-3
     """Adam learning rate"""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """the world model's sampling for the check on imagined frames, as in 02 (the classifier trains in fp32)"""
     device: str = "auto"
     """`auto`, `cpu` or `cuda`"""
     seed: int = 0
@@ -263,7 +265,7 @@ def main(args: Args) -> dict:
     common.save_checkpoint(out / "reward.pt", "reward", config=dataclasses.asdict(cfg), model=clf.state_dict(),
                            seed=args.seed)
     if Path(wm_path).exists():
-        wm = wm_mod.load_world_model(Path(wm_path), device, task=args.task)
+        wm = wm_mod.load_world_model(Path(wm_path), device, task=args.task, precision=args.precision)
         report["imagined"] = imagined_agreement(clf, wm, te)
         r = report["imagined"]
         print(f"on imagined frames of held-out episodes: per-step agreement with real verdicts "

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -61,6 +62,8 @@ class Args:
     its imagined twin succeeds (disagree_<policy>.mp4: real on top, imagined below)"""
     workers: int = 2
     """processes for the real evaluation"""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """the world model's sampling (imagined column, fidelity), as in 02 and 05"""
     device: str = "auto"
     """`auto`, `cpu` or `cuda`"""
     seed: int = 0
@@ -276,7 +279,7 @@ def main(args: Args) -> dict:
     seeds = common.eval_seeds(args.episodes, offset=args.seed * 100_000)
     results: dict = {"task": args.task, "episodes": args.episodes, "policies": {}, "fidelity": {}}
     wm_path = args.run_dir / "world_model.pt"
-    wm = wm_mod.load_world_model(wm_path, device, task=args.task) if wm_path.exists() else None
+    wm = wm_mod.load_world_model(wm_path, device, task=args.task, precision=args.precision) if wm_path.exists() else None
     clf = reward_mod.load_reward(task_dir / "reward.pt").to(device) if (task_dir / "reward.pt").exists() else None
     heldout = [common.load_episode(p) for p in common.list_episodes(args.data_dir, [args.task], split="heldout")]
 
@@ -335,7 +338,7 @@ def main(args: Args) -> dict:
     if wm is not None and clf is not None:
         results["classifier_agreement"] = reward_mod.imagined_agreement(clf, wm, heldout)
     for ck in sorted(args.run_dir.glob("world_model*.pt")):
-        m = wm_mod.load_world_model(ck, device, task=args.task)
+        m = wm_mod.load_world_model(ck, device, task=args.task, precision=args.precision)
         L = min(len(e["actions"]) for e in heldout)
         H = min(args.fidelity_horizon, L)
         results["fidelity"][ck.stem] = wm_mod.evaluate_fidelity(m, heldout, H, 0)

@@ -17,6 +17,8 @@
 #                                               # runs/*-smoke; ~5 min): proves the script runs before a GPU is spent
 #   PROFILE=gpu NPROC=4 bash run_all.sh         # the world model data-parallel on 4 GPUs (torchrun, DDP)
 #   WORKERS=8 bash run_all.sh                   # simulator processes for 01, 04 and 06 (default 2; gpu: up to 8)
+#   PRECISION=fp32 bash run_all.sh              # no bf16 autocast in 02, 03, 05 and 06 (auto: bf16 on a CPU with
+#                                               # AVX-512 bf16 or AMX), into runs/cpu-fp32: what a CPU without bf16 units computes
 #   ROUNDS=2 bash run_all.sh                    # then a second round: real rollouts of the refined policy join
 #                                               # the data, the world model and classifier are trained again on
 #                                               # it, and PPO refines BC in them (~2x the time; imagination then
@@ -34,6 +36,7 @@ ROUNDS_DEFAULT=1  # a second round doubles the time: the default where that is m
 [ "$PROFILE" = gpu ] && ROUNDS_DEFAULT=2
 ROUNDS=${ROUNDS:-$ROUNDS_DEFAULT}
 SMOKE=${SMOKE:-0}
+PRECISION=${PRECISION:-auto}  # the stages' --precision where a world model runs (common.autocast)
 NPROC=${NPROC:-1}  # processes (GPUs) that train the world model: above 1, stage 2 runs under torchrun (DDP)
 CORES=$(nproc 2>/dev/null || echo 2)
 WM_RUN="python"; [ "$NPROC" = 1 ] || WM_RUN="torchrun --standalone --nproc_per_node $NPROC"
@@ -63,6 +66,7 @@ if [ "$SMOKE" = 1 ]; then  # token budgets (later flags win): the commands run, 
   PPO_FLAGS="$PPO_FLAGS --num-envs 4 --iterations 2 --critic-warmup 1 --eval-every 1 --eval-episodes 4"
   EVAL_FLAGS="--episodes 4 --imagined-episodes 4 --videos 1"
 fi
+case "$PRECISION" in auto|fp32|bf16) ;; *) echo "error: PRECISION must be auto, fp32 or bf16, not '$PRECISION'" >&2; exit 2 ;; esac
 case "$ROUNDS" in [1-9]) ;; *) echo "error: ROUNDS must be a number from 1 to 9, not '$ROUNDS'" >&2; exit 2 ;; esac
 case "$WORKERS" in [1-9]|[1-9][0-9]) ;; *) echo "error: WORKERS must be a number from 1 to 99, not '$WORKERS'" >&2; exit 2 ;; esac
 # 05's trust region around BC (--max-action-shift) keeps a single round's imagination honest. With
@@ -75,6 +79,10 @@ if [ "$ROUNDS" != 1 ] || [ "$PROFILE" = gpu ]; then PPO_FLAGS="$PPO_FLAGS --max-
 # The world model lives beside the tasks' folders (it may serve several), so another task gets its
 # own run folder: its world model must not meet the default task's.
 [ "$TASK" = button-press ] || RUNS=$RUNS-$TASK
+if [ "$PRECISION" != auto ]; then  # 01 and 04 run in fp32 either way: the data is shared, the models are not
+  RUNS=$RUNS-$PRECISION; PF="--precision $PRECISION"
+  WM_FLAGS="$WM_FLAGS $PF"; RW_FLAGS="$RW_FLAGS $PF"; PPO_FLAGS="$PPO_FLAGS $PF"; EVAL_FLAGS="$EVAL_FLAGS $PF"
+fi
 # Flags only where they differ from the defaults, so the CPU commands read as the docstrings do.
 D=""; R=""; C=""; S=""; W=""
 [ "$WORKERS" = 2 ] || W="--workers $WORKERS"
