@@ -26,6 +26,7 @@ def run_bash(script: str, **env: str) -> subprocess.CompletedProcess:
     ({"PROFILE": "laptop"}, "PROFILE must be cpu, class or gpu"),
     ({"ROUNDS": "0"}, "ROUNDS must be a number from 1 to 9"),
     ({"WORKERS": "all"}, "WORKERS must be a number from 1 to 99"),
+    ({"PRECISION": "fp16"}, "PRECISION must be auto, fp32 or bf16"),
 ])
 def test_run_all_rejects_bad_settings(env, says):
     r = run_bash("run_all.sh", **env)
@@ -51,18 +52,24 @@ def test_next_round_rejects_missing_inputs(tmp_path):
     assert not (REPO / "data" / "x").exists() and not (REPO / "runs" / "x").exists()  # nothing written
 
 
-def test_run_all_gives_another_task_its_own_run_folder(tmp_path):
-    """The world model sits beside the tasks' folders, so a second task in the default run folder
-    would meet the first task's model. Every command is recorded by a stand-in `python`."""
+def run_all_calls(tmp_path, **env: str) -> list[str]:
+    """The stage commands `run_all.sh` runs with `env`, recorded by a stand-in `python`."""
     shim = tmp_path / "bin"
-    shim.mkdir()
+    shim.mkdir(exist_ok=True)
     (shim / "python").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n')
     (shim / "python").chmod(0o755)
+    (tmp_path / "calls").unlink(missing_ok=True)
+    r = run_bash("run_all.sh", **env, PATH=f"{shim}:{os.environ['PATH']}")
+    assert r.returncode == 0, r.stderr
+    return (tmp_path / "calls").read_text().splitlines()
+
+
+def test_run_all_gives_another_task_its_own_run_folder(tmp_path):
+    """The world model sits beside the tasks' folders, so a second task in the default run folder
+    would meet the first task's model."""
     task = "reach-probe"  # a name no real run uses: the stand-in writes nothing under runs/ but a log
     try:
-        r = run_bash("run_all.sh", TASK=task, PATH=f"{shim}:{os.environ['PATH']}")
-        assert r.returncode == 0, r.stderr
-        calls = (tmp_path / "calls").read_text().splitlines()
+        calls = run_all_calls(tmp_path, TASK=task)
         stages = [c.split()[0] for c in calls]
         assert stages == ["01_collect.py", "04_bc.py", "01_collect.py", "02_world_model.py", "03_reward.py",
                           "05_ppo_refine.py", "06_eval.py"], calls
@@ -73,3 +80,21 @@ def test_run_all_gives_another_task_its_own_run_folder(tmp_path):
         assert f"--policy runs/cpu-{task}/{task}/bc.pt" in calls[2]
     finally:
         shutil.rmtree(REPO / "runs" / f"cpu-{task}", ignore_errors=True)
+
+
+def test_run_all_fp32_reaches_every_stage_that_runs_a_world_model(tmp_path):
+    """PRECISION=fp32 computes what a CPU without bf16 units does: 02, 03, 05 and 06 get the flag,
+    in their own run folder (a bf16 world model must not be resumed as an fp32 one); 01 and 04,
+    which run no world model, keep the shared data."""
+    task = "reach-probe"
+    try:
+        calls = run_all_calls(tmp_path, TASK=task, PRECISION="fp32")
+        with_flag = [c.split()[0] for c in calls if "--precision fp32" in c]
+        assert with_flag == ["02_world_model.py", "03_reward.py", "05_ppo_refine.py", "06_eval.py"], calls
+        assert all(f"--run-dir runs/cpu-{task}-fp32" in c for c in calls if not c.startswith("01_collect.py"))
+        assert not any("--data-dir" in c for c in calls), calls  # the default data/cpu
+        calls = run_all_calls(tmp_path, TASK=task)  # auto: no flag at all, the commands of the docstrings
+        assert not any("--precision" in c for c in calls), calls
+    finally:
+        for d in (f"cpu-{task}", f"cpu-{task}-fp32"):
+            shutil.rmtree(REPO / "runs" / d, ignore_errors=True)
