@@ -21,6 +21,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -68,6 +69,8 @@ class Args:
     --noise-seeds S its mean-of-S-samples column"""
     out: Path | None = None
     """also write the table and the numbers here (.md and .json)"""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """the world models' sampling: `auto`, `fp32` or `bf16` (common.autocast), as the run that made them"""
     device: str = "auto"
     """`auto`, `cpu` or `cuda`"""
 
@@ -127,12 +130,13 @@ def main(args: Args) -> dict:
         rules += [(f"{n} Euler steps, k={k}", k, [ns + nw + j * ns], 1) for k in args.persist]
     samplers = [("scoring sampler", list(range(ns)))] + [  # (name, rollouts) of the "mean of ns samples" columns
         (f"{n} Euler steps", list(range(ns + nw + j * ns, ns + nw + (j + 1) * ns))) for j, n in enumerate(args.denoising_steps)]
-    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task).scoring()  # as 06
+    wm = wm_mod.load_world_model(args.run_dir / "world_model.pt", device, task=args.task,
+                                precision=args.precision).scoring()  # as 06
     for path in args.world_models:
         if not path.exists():
             common.fail(f"--world-models: {path} does not exist; train one with 02_world_model.py --run-dir DIR")
     rollouts = [(wm, n) for n in range(1234, 1234 + ns)] + [
-        (wm_mod.load_world_model(path, device, task=args.task).scoring(), 1234) for path in args.world_models]
+        (wm_mod.load_world_model(path, device, task=args.task, precision=args.precision).scoring(), 1234) for path in args.world_models]
     for n in args.denoising_steps:
         if n < 1:
             common.fail(f"--denoising-steps: {n} is not a number of sampler steps; give 1 or more")
