@@ -91,7 +91,7 @@ def test_six_table_rows_from_stage_files(tmp_path):
         "frames": 100, "positives": 10, "precision": 0.9, "recall": 1.0, "f1": 18 / 19}}))
     (d / "bc_eval.json").write_text(json.dumps({"num_demos": 2, "real": {
         "successes": 32, "episodes": 100, "success_rate": 0.32, "ci95": [0.2367, 0.4166]}}))
-    table = six.main(six.Args(run_dir=tmp_path, tasks=["button-press", "soccer"]))
+    table = six.main(six.Args(run_dir=[tmp_path], tasks=["button-press", "soccer"]))
     rows = table.strip().splitlines()
     assert rows[2] == ("| button-press | 100 (10) | 0.900 | 1.000 | 0.947 (below target) | 0.80 | 2 "
                        "| 32/100 = 32% | 23.7%-41.7% |")
@@ -102,21 +102,43 @@ def test_six_table_rows_from_stage_files(tmp_path):
 def test_six_table_refined_rows_from_eval_files(tmp_path):
     import json
     six = benchmark("six_table")
-    d = tmp_path / "soccer"
-    (d / "eval").mkdir(parents=True)
-    (d / "ppo_seed0").mkdir()
     real = lambda k, lo, hi: {"successes": k, "episodes": 100, "success_rate": k / 100, "ci95": [lo, hi]}  # noqa: E731
-    (d / "eval" / "results.json").write_text(json.dumps({
-        "policies": {"bc": {"real": real(12, 0.07, 0.2)}, "ppo_seed0/refined": {"real": real(30, 0.22, 0.4)}},
-        "vs_bc": {"ppo_seed0/refined": {"gain": 0.18, "improved": True, "worse": False,
-                                        "intervals_overlap": False}}}))
-    (d / "ppo_seed0" / "log.json").write_text(json.dumps({
-        "bc_imagined": {"success_rate": 0.664}, "best": {"iteration": 20, "success_rate": 0.906}}))
-    table = six.main(six.Args(run_dir=tmp_path, tasks=["soccer", "lever-pull"], refine_run_dir=tmp_path))
+
+    def task_run(run_dir, task, bc_k, seeds):  # 06's results and 05's logs, as the stages leave them
+        d = run_dir / task
+        (d / "eval").mkdir(parents=True)
+        pol, vs = {"bc": {"real": real(bc_k, bc_k / 100 - 0.05, bc_k / 100 + 0.1)}}, {}
+        for s, (k, best, validity) in enumerate(seeds):
+            name = f"ppo_seed{s}/refined"
+            pol[name] = {"real": real(k, k / 100 - 0.08, k / 100 + 0.1)}
+            vs[name] = {"gain": (k - bc_k) / 100, "improved": k > bc_k + 15, "worse": False,
+                        "intervals_overlap": k <= bc_k + 15}
+            (d / f"ppo_seed{s}").mkdir()
+            log = {"bc_imagined": {"success_rate": 0.664}, "best": {"iteration": best, "success_rate": 0.906}}
+            if validity is not None:
+                log["imagination_validity"] = {"J": validity, "min_validity": 0.5}
+            (d / f"ppo_seed{s}" / "log.json").write_text(json.dumps(log))
+        (d / "eval" / "results.json").write_text(json.dumps({"policies": pol, "vs_bc": vs}))
+
+    task_run(tmp_path, "soccer", 12, [(30, 20, 0.7)])
+    table = six.main(six.Args(run_dir=[tmp_path], tasks=["soccer", "lever-pull"], refine_run_dir=[tmp_path]))
     rows = table.strip().splitlines()
-    assert rows[-2] == ("| soccer | ppo_seed0/refined | 66% -> 91% (it. 20) | 12/100 (7%-20%) | 30/100 (22%-40%) "
+    assert rows[-3] == ("| soccer | ppo_seed0/refined | 66% -> 91% (it. 20) | 12/100 (7%-22%) | 30/100 (22%-40%) "
                         "| +18 | better, intervals disjoint |")
-    assert rows[-1].startswith("| lever-pull | not evaluated |")
+    assert rows[-2].startswith("| lever-pull | not evaluated |")
+    assert rows[-1].startswith("| average over 1 of 2 tasks | mean over seeds | | 12.0% | 30.0% | +18.0 |")
+    # a world model per task: one folder per task; a task's refined success is the mean over its seeds
+    a, b = tmp_path / "a", tmp_path / "b"
+    task_run(a, "soccer", 12, [(30, 20, 0.7), (20, 0, None)])
+    task_run(b, "door-lock", 40, [(40, 0, 0.3)])
+    table = six.main(six.Args(run_dir=[a, b], tasks=["soccer", "door-lock"], refine_run_dir=[a, b],
+                              out=tmp_path / "t.md"))
+    rows = table.strip().splitlines()
+    assert "(kept BC)" in rows[-3] and "(kept BC: J 0.30 < 0.5, PPO not run)" in rows[-2]
+    assert rows[-1].startswith("| average over 2 of 2 tasks | mean over seeds | | 26.0% | 32.5% | +6.5 |")
+    assert "51.5% -> 67.5% (+16.0)" in rows[-1] and (tmp_path / "t.md").read_text() == table
+    with pytest.raises(common.UserError, match="2 folders for 3 tasks"):
+        six.main(six.Args(run_dir=[a, b], tasks=["soccer", "door-lock", "drawer-close"]))
 
 
 def test_persistence_sweep_counts_runs_of_k_frames():

@@ -98,3 +98,27 @@ def test_run_all_fp32_reaches_every_stage_that_runs_a_world_model(tmp_path):
     finally:
         for d in (f"cpu-{task}", f"cpu-{task}-fp32"):
             shutil.rmtree(REPO / "runs" / d, ignore_errors=True)
+
+
+def test_six_cpu_runs_each_task_in_its_own_folder_and_tables_them(tmp_path):
+    """benchmarks/six_cpu.sh: run_all.sh once per task (a world model each, BC from 10 demonstrations),
+    then one table whose folders are the ones run_all.sh wrote, in the order of the tasks."""
+    tasks = ["reach-probe", "push-probe"]
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "python").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n')
+    (shim / "python").chmod(0o755)
+    try:
+        r = run_bash("benchmarks/six_cpu.sh", TASKS=" ".join(tasks), PRECISION="fp32",
+                     PATH=f"{shim}:{os.environ['PATH']}")
+        assert r.returncode == 0, r.stderr
+        calls = (tmp_path / "calls").read_text().splitlines()
+        bc = [c for c in calls if c.startswith("04_bc.py")]
+        assert [c.split("--task ")[1].split()[0] for c in bc] == tasks
+        assert all("--num-demos 10" in c and f"--run-dir runs/cpu-{t}-fp32" in c for c, t in zip(bc, tasks)), bc
+        dirs = " ".join(f"runs/cpu-{t}-fp32" for t in tasks)
+        assert calls[-1] == (f"benchmarks/six_table.py --tasks {' '.join(tasks)} --run-dir {dirs} "
+                             f"--refine-run-dir {dirs} --out runs/six_cpu.md"), calls[-1]
+    finally:
+        for t in tasks:
+            shutil.rmtree(REPO / "runs" / f"cpu-{t}-fp32", ignore_errors=True)
