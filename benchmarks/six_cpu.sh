@@ -4,7 +4,7 @@
 # policies on 06's 100 seeded real episodes, with the average beside the paper's 51.5% -> 67.5%
 # (docs/RESULTS.md, "Six tasks at the CPU defaults").
 #
-#   bash benchmarks/six_cpu.sh                          # six tasks, one PPO seed: 30-60 min per task on 2 cores
+#   bash benchmarks/six_cpu.sh                          # six tasks, one PPO seed: 20 min (stage 5 keeps BC) to an hour per task on 2 cores
 #   TASKS="soccer door-lock" PPO_SEEDS="0 1 2" bash benchmarks/six_cpu.sh
 #
 # BC learns from 10 demonstrations (as in benchmarks/six_tasks.sh), except on button-press, whose run
