@@ -236,9 +236,10 @@ def markdown(results: dict) -> str:
             lines.append(f"| {name} | {c['gain'] * 100:+.1f} points | {verdict} |")
     for name, c in results.get("ppo_curves", {}).items():
         its = c["iterations"]
-        lines += ["", f"Refinement `{name}` in imagination (iteration 0 = BC; kept: iteration {c['kept']}; "
-                      f"{c['imagined_steps_per_s']:.1f} imagined steps/s; time share "
-                      + ", ".join(f"{k} {v:.0%}" for k, v in c["time_share"].items()) + "):", "",
+        speed = (f"{c['imagined_steps_per_s']:.1f} imagined steps/s; time share "
+                 + ", ".join(f"{k} {v:.0%}" for k, v in c["time_share"].items()) if c["imagined_steps_per_s"]
+                 else "no PPO iteration ran")
+        lines += ["", f"Refinement `{name}` in imagination (iteration 0 = BC; kept: iteration {c['kept']}; {speed}):", "",
                   "| iteration | " + " | ".join(str(r["iteration"]) for r in its) + " |",
                   "| --- |" + " --- |" * len(its),
                   "| imagined success, training (sampled actions) | "

@@ -220,3 +220,10 @@ def test_paired_outcomes_average_the_samples_of_each_start():
     text = ev.markdown({"task": "t", "episodes": 2, "policies": {"p": {"real": real, "paired": q}}})
     row = next(line for line in text.splitlines() if line.startswith("| p | 2 |"))
     assert "3 imagined episodes per start" in text and row.startswith("| p | 2 | 1 | 1.3 | 1 | 0.7 | 17% | +17 ("), row
+    # a refinement run that trained reports its speed; one the check stopped before PPO says so
+    its = [{"iteration": 0, "imagined_heldout_success": 0.2, "mean_action_shift": 0.0}]
+    curves = {"ppo_seed0": {"iterations": its, "kept": 0, "time_share": {"denoiser": 0.75}, "imagined_steps_per_s": 90.0},
+              "ppo_seed1": {"iterations": its, "kept": 0, "time_share": {}, "imagined_steps_per_s": 0.0}}
+    text = ev.markdown({"task": "t", "episodes": 2, "policies": {"p": {"real": real}}, "ppo_curves": curves})
+    assert "`ppo_seed0` in imagination (iteration 0 = BC; kept: iteration 0; 90.0 imagined steps/s; time share denoiser 75%)" in text
+    assert "`ppo_seed1` in imagination (iteration 0 = BC; kept: iteration 0; no PPO iteration ran)" in text
