@@ -130,7 +130,8 @@ class Args:
     eval_episodes: int = 128
     """imagined episodes for that score"""
     min_improvement: float = 0.05
-    """a refined policy replaces BC only if its held-out imagined success beats BC's by this much"""
+    """a refined policy replaces BC only if its held-out imagined success beats BC's by this much (where BC's
+    is above 1 minus this, nothing can: BC is kept and PPO does not run)"""
     max_action_shift: float = 0.3
     """a trust region around BC for the stopping rule: a scored policy is kept only if its mean action lies
     within this root-mean-square distance of BC's on the held-out episodes' frames (actions in [-1, 1]^D),
@@ -584,6 +585,12 @@ def main(args: Args, after_iteration: Callable[[int, bc_mod.GaussianPolicy, dict
                 log["imagination_validity"] = {**v, "min_validity": args.min_validity}
             if not valid_enough(v, args.min_validity):
                 stop_at = it0  # PPO does not run; refined.pt holds BC
+        no_room = not keeps(1.0, r["success_rate"], r["success_rate"], args.min_improvement)  # a perfect score fails
+        if args.stopping_rule and stop_at > it0 and no_room:
+            print(f"BC already succeeds in {r['success_rate']:.1%} of its imagined episodes: not even a policy that "
+                  f"always succeeds would beat it by --min-improvement {args.min_improvement}, so the stopping rule "
+                  f"keeps BC and PPO does not run")
+            log["no_room_above_bc"], stop_at = True, it0
     writer = common.tensorboard_writer(out / "tb", args)
     gen = torch.Generator().manual_seed(args.seed)
     env = ImaginedEnv(wm, clf, train_starts, args.num_envs, horizon, pi.cfg.frame_stack, gen)

@@ -90,8 +90,10 @@ def refine_rows(run_dir: Path, task: str) -> list[str]:
             lg = json.loads(log.read_text())
             kept = f"it. {lg['best']['iteration']}" if lg["best"]["iteration"] else "kept BC"
             v = lg.get("imagination_validity")
-            if v and v["J"] < v["min_validity"]:  # 05 judged imagination unable to tell BC's successes apart
+            if v and v["J"] is not None and v["J"] < v["min_validity"]:  # 05: imagination cannot tell BC's outcomes
                 kept = f"kept BC: J {v['J']:.2f} < {v['min_validity']}, PPO not run"
+            elif lg.get("no_room_above_bc"):  # 05: BC's imagined success leaves no room for the stopping rule
+                kept = "kept BC: no room above BC in imagination, PPO not run"
             imag = f"{lg['bc_imagined']['success_rate']:.0%} -> {lg['best']['success_rate']:.0%} ({kept})"
         p = r["policies"][name]["real"]
         verdict = ("better" if c["improved"] else "worse" if c["worse"] else "no difference") + \

@@ -205,7 +205,7 @@ def test_validity_check_keeps_bc_where_imagination_cannot_tell_its_outcomes(tiny
     assert real["successes"] == 22
     monkeypatch.setattr(ppo.reward_mod, "load_reward", lambda *a, **k: Lamp())
     args = ppo.Args(task=TINY, data_dir=tiny_data, run_dir=r, num_envs=4, iterations=1, critic_warmup=0,
-                    eval_every=1, eval_episodes=4)
+                    eval_every=1, eval_episodes=16)  # enough held-out starts that BC fails in some (room to refine)
     for mirrored, seed in ((False, 0), (True, 1)):
         if mirrored:  # the frames as 04 keeps them; without the file 05 renders the starts from the seeds
             np.savez(t / "bc_eval_starts.npz", frames=starts, seeds=seeds, episode_frames=frames)
@@ -235,6 +235,23 @@ def test_validity_check_keeps_bc_where_imagination_cannot_tell_its_outcomes(tiny
     assert (v["false_positives"], v["false_positives_classifier"], v["classifier_fires_on_real_failures"]) == (18, 18, 18)
     assert (v["J"], v["misses"]) == (0.0, 0)
     assert "of those 18 failures the classifier already fires on the real frames of 18, the other 0" in capsys.readouterr().out
+
+
+def test_no_room_above_bc_keeps_bc_without_running_ppo(tiny_data, tmp_path, monkeypatch, capsys):
+    """Where BC's imagined success is above 1 - --min-improvement (here the classifier calls every frame a
+    success, so BC succeeds in all imagined episodes), no policy can pass the stopping rule: BC is kept and
+    PPO does not run, and stage 5 says why. Without the stopping rule PPO runs."""
+    r = tmp_path / "runs"
+    bc_mod.save_policy(r / common.task_slug(TINY) / "bc.pt", "bc", bc_mod.GaussianPolicy(policy_config()))
+    monkeypatch.setattr(ppo.wm_mod, "load_world_model", lambda *a, **k: ExactWorld())
+    monkeypatch.setattr(ppo.reward_mod, "load_reward", lambda *a, **k: Always())
+    args = ppo.Args(task=TINY, data_dir=tiny_data, run_dir=r, num_envs=4, iterations=1, critic_warmup=0,
+                    eval_every=1, eval_episodes=4, min_validity=0.0)
+    log = ppo.main(args)
+    assert log["bc_imagined"]["success_rate"] == 1.0 and log["no_room_above_bc"] and log["iterations"] == []
+    assert "not even a policy that always succeeds would beat it by --min-improvement 0.05" in capsys.readouterr().out
+    log = ppo.main(dataclasses.replace(args, seed=1, stopping_rule=False))
+    assert "no_room_above_bc" not in log and len(log["iterations"]) == 1
 
 
 def test_classifier_split_by_hand():
