@@ -227,3 +227,21 @@ def test_paired_outcomes_average_the_samples_of_each_start():
     text = ev.markdown({"task": "t", "episodes": 2, "policies": {"p": {"real": real}}, "ppo_curves": curves})
     assert "`ppo_seed0` in imagination (iteration 0 = BC; kept: iteration 0; 90.0 imagined steps/s; time share denoiser 75%)" in text
     assert "`ppo_seed1` in imagination (iteration 0 = BC; kept: iteration 0; no PPO iteration ran)" in text
+
+
+def test_split_psnr_by_hand():
+    """benchmarks/moved_pixels.py: one episode, one step, a 2x2 frame. The start is all -1; the real next
+    frame has one pixel lit to +1 (moved); the model lights it to 0 and errs by 0.2 on one static pixel."""
+    mp = benchmark("moved_pixels")
+    start = -torch.ones(1, 3, 2, 2)
+    real = -torch.ones(1, 1, 3, 2, 2)
+    real[..., 0, 0] = 1.0
+    imagined = real.clone()
+    imagined[..., 0, 0] = 0.0  # error 1 on the moved pixel: ((1 - 0) / 2)^2 = 0.25
+    imagined[..., 1, 1] = -0.8  # error 0.2 on a static one: 0.01
+    s = mp.split_psnr(imagined, real, start, threshold=0.1)
+    assert s["moved_share"] == pytest.approx(0.25)
+    assert s["psnr_moved_model"] == pytest.approx(-10 * np.log10(0.25))  # 6.02 dB
+    assert s["psnr_moved_copy_last"] == pytest.approx(0.0)  # copying the start errs by 2: ((2) / 2)^2 = 1
+    assert s["psnr_static_model"] == pytest.approx(-10 * np.log10(0.01 / 3))  # one static pixel of three
+    assert s["psnr_model"] == pytest.approx(-10 * np.log10((0.25 + 0.01) / 4))
