@@ -79,10 +79,6 @@ class Args:
     """std of ln(sigma) during training"""
     cond_noise_max: float = 0.1
     """conditioning frames get N(0, s^2) noise, s ~ U(0, this), so the model tolerates its own errors"""
-    change_weight: float = 0.0
-    """extra loss weight on the pixels where x_{t+1} differs from x_t by more than 0.1 (of [-1, 1]) in a
-    channel: 0 is Eq. 7's uniform weight; a moving small object (a pushed ball) is a few pixels of ~6%
-    that change, and barely counts otherwise (not in the paper; docs/RESULTS.md measures it)"""
     steps: int = 3200
     """optimizer steps"""
     max_minutes: float = 0.0
@@ -307,19 +303,15 @@ class Denoiser(nn.Module):
         return c_skip * x + c_out * F_x
 
     def loss(self, x0: torch.Tensor, frames: torch.Tensor, actions: torch.Tensor,
-             mask: torch.Tensor, p_mean: float, p_std: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+             mask: torch.Tensor, p_mean: float, p_std: float) -> torch.Tensor:
         """Eq. 7: || F(c_in x_noisy) - (x0 - c_skip x_noisy) / c_out ||^2 at ln(sigma) ~ N(p_mean, p_std^2).
 
         This is EDM's loss lambda(sigma) ||D(x_noisy) - x0||^2 with lambda = 1 / c_out^2, written on F:
         D - x0 = c_out (F_x - target), so unit weight on F is EDM's lambda(sigma) on D
-        (tests/test_maths.py checks the two agree). `weight` (B, 1, H, W), if given, multiplies each
-        pixel's squared error (`change_weights`)."""
+        (tests/test_maths.py checks the two agree)."""
         sigma = (torch.randn(x0.shape[0], device=x0.device) * p_std + p_mean).exp()
         x_noisy = x0 + sigma[:, None, None, None] * torch.randn_like(x0)
         F_x, c_skip, c_out = self.precondition(x_noisy, sigma, frames, actions, mask)
-        if weight is not None:  # the target is linear in (x0, x_noisy): scaling F_x, x0 and x_noisy by
-            s = weight.sqrt()   # sqrt(w) scales each pixel's squared error by w
-            F_x, x0, x_noisy = s * F_x, s * x0, s * x_noisy
         return denoising_loss(F_x, x0, x_noisy, c_skip, c_out)
 
     @torch.no_grad()
@@ -343,14 +335,6 @@ def noisy_history(frames: torch.Tensor, cond_noise_max: float) -> torch.Tensor:
     return frames + s_aug * torch.randn_like(frames)
 
 
-def change_weights(x0: torch.Tensor, last: torch.Tensor, change_weight: float, threshold: float = 0.1) -> torch.Tensor:
-    """Per-pixel loss weights (B, 1, H, W): 1, plus change_weight where the next frame x0 (B, 3, H, W)
-    differs from the last clean conditioning frame x_t (B, 3, H, W) by more than threshold in a channel
-    (what moved: the arm, and an object it pushes, at its old and its new place)."""
-    changed = (x0 - last).abs().amax(1, keepdim=True) > threshold
-    return 1 + change_weight * changed.to(x0.dtype)
-
-
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, step: int, decay: float) -> None:
     """ema <- decay' ema + (1 - decay') model, with decay' = min(decay, (1 + step) / (10 + step)): a warm-up,
@@ -369,9 +353,8 @@ class DenoisingLoss(nn.Module):
         super().__init__()
         self.D, self.p_mean, self.p_std = D, p_mean, p_std
 
-    def forward(self, x0: torch.Tensor, frames: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor,
-                weight: torch.Tensor | None = None) -> torch.Tensor:
-        return self.D.loss(x0, frames, actions, mask, self.p_mean, self.p_std, weight)
+    def forward(self, x0: torch.Tensor, frames: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.D.loss(x0, frames, actions, mask, self.p_mean, self.p_std)
 
 
 # --- 6. The imagination API used by later stages -----------------------------------------
@@ -568,10 +551,9 @@ def main(args: Args) -> dict:
     bar = tqdm(total=args.steps, initial=step, desc="world model", unit="step", disable=not lead)
     while step < args.steps:
         frames, actions, mask, x0 = [b.to(device) for b in train.batch(args.batch_size, gen)]
-        weight = change_weights(x0, frames[:, -1], args.change_weight) if args.change_weight else None
         frames = noisy_history(frames, args.cond_noise_max)
         with common.autocast(device, args.precision):  # bf16 forward where fast; weights and Adam stay fp32
-            loss = train_loss(x0, frames, actions, mask, weight)  # D.loss (Eq. 7); under DDP backward averages gradients
+            loss = train_loss(x0, frames, actions, mask)  # D.loss (Eq. 7); under DDP backward averages gradients
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(D.parameters(), 1.0)
