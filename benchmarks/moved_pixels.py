@@ -9,8 +9,9 @@ there), and the rest ("static": copying is right there, so any error is the mode
 set's squared error is pooled over its pixels in all episodes and steps before the PSNR is taken.
 Docs: docs/RESULTS.md, "Six tasks at the CPU defaults".
 
-    python benchmarks/moved_pixels.py --tasks soccer --run-dirs runs/cpu-soccer runs/cpu-soccer-cw10
-        # one row per world model (<run dir>/world_model.pt); ~1 min each on 2 cores
+    python benchmarks/moved_pixels.py --tasks soccer --run-dirs runs/cpu-soccer
+        # one row per world model (<run dir>/world_model.pt) on the task's held-out episodes; ~10 s each on 2 cores
+    python benchmarks/moved_pixels.py --tasks button-press --run-dirs runs/cpu
 """
 
 from __future__ import annotations
