@@ -108,7 +108,7 @@ def test_six_table_refined_rows_from_eval_files(tmp_path):
         d = run_dir / task
         (d / "eval").mkdir(parents=True)
         pol, vs = {"bc": {"real": real(bc_k, bc_k / 100 - 0.05, bc_k / 100 + 0.1)}}, {}
-        for s, (k, best, validity) in enumerate(seeds):
+        for s, (k, best, validity, *room) in enumerate(seeds):
             name = f"ppo_seed{s}/refined"
             pol[name] = {"real": real(k, k / 100 - 0.08, k / 100 + 0.1)}
             vs[name] = {"gain": (k - bc_k) / 100, "improved": k > bc_k + 15, "worse": False,
@@ -117,6 +117,8 @@ def test_six_table_refined_rows_from_eval_files(tmp_path):
             log = {"bc_imagined": {"success_rate": 0.664}, "best": {"iteration": best, "success_rate": 0.906}}
             if validity is not None:
                 log["imagination_validity"] = {"J": validity, "min_validity": 0.5}
+            if room:  # 05 found BC above 1 - --min-improvement in imagination (drawer-close); J not judged
+                log["imagination_validity"], log["no_room_above_bc"] = {"J": None, "min_validity": 0.5}, True
             (d / f"ppo_seed{s}" / "log.json").write_text(json.dumps(log))
         (d / "eval" / "results.json").write_text(json.dumps({"policies": pol, "vs_bc": vs}))
 
@@ -137,6 +139,10 @@ def test_six_table_refined_rows_from_eval_files(tmp_path):
     assert "(kept BC)" in rows[-3] and "(kept BC: J 0.30 < 0.5, PPO not run)" in rows[-2]
     assert rows[-1].startswith("| average over 2 of 2 tasks | mean over seeds | | 26.0% | 32.5% | +6.5 |")
     assert "51.5% -> 67.5% (+16.0)" in rows[-1] and (tmp_path / "t.md").read_text() == table
+    c = tmp_path / "c"
+    task_run(c, "drawer-close", 100, [(100, 0, None, "no room")])
+    rows = six.main(six.Args(run_dir=[c], tasks=["drawer-close"], refine_run_dir=[c])).strip().splitlines()
+    assert "(kept BC: no room above BC in imagination, PPO not run)" in rows[-2]
     with pytest.raises(common.UserError, match="2 folders for 3 tasks"):
         six.main(six.Args(run_dir=[a, b], tasks=["soccer", "door-lock", "drawer-close"]))
 
